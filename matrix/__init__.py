@@ -1,0 +1,1 @@
+"""Pure Matrix protocol rules: ids, room versions, events, signing, auth rules, ACLs (no I/O)."""

@@ -1,0 +1,34 @@
+"""The one Matrix error type and the errcode -> HTTP status table (CS §Standard error response)."""
+
+from typing import Any
+
+# CS §Common error codes / SS §Unsupported endpoints. M_UNRECOGNIZED is 404 for an unknown
+# endpoint; a known endpoint with the wrong method overrides it with 405 at the raise site.
+ERRCODE_STATUS: dict[str, int] = {
+    "M_BAD_JSON": 400,
+    "M_NOT_JSON": 400,
+    "M_MISSING_PARAM": 400,
+    "M_INVALID_PARAM": 400,
+    "M_INCOMPATIBLE_ROOM_VERSION": 400,
+    "M_UNAUTHORIZED": 401,
+    "M_FORBIDDEN": 403,
+    "M_NOT_FOUND": 404,
+    "M_UNRECOGNIZED": 404,
+    "M_TOO_LARGE": 413,
+    "M_LIMIT_EXCEEDED": 429,
+    "M_UNKNOWN": 500,
+}
+
+
+class MatrixError(Exception):
+    """A Matrix error: ``{"errcode", "error", **extra}`` with its HTTP status from the table."""
+
+    def __init__(self, errcode: str, message: str, *, status: int | None = None, **extra: Any):
+        super().__init__(f"{errcode}: {message}")
+        self.errcode = errcode
+        self.message = message
+        self.status = status if status is not None else ERRCODE_STATUS.get(errcode, 400)
+        self.extra = extra
+
+    def to_json(self) -> dict[str, Any]:
+        return {"errcode": self.errcode, "error": self.message, **self.extra}

@@ -1,0 +1,5 @@
+"""Shared type aliases for wire JSON."""
+
+from typing import Any
+
+JsonDict = dict[str, Any]
