@@ -1,0 +1,1 @@
+"""Request handlers, bound to the contract by operationId (one module per spec API file)."""

@@ -1,0 +1,38 @@
+# Every entry point people need. `make serve` and `make test` set everything up on a fresh machine.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml requirements.lock | cksum | cut -d' ' -f1)
+FUZZ_EXAMPLES ?= 2000
+
+.PHONY: venv serve test fuzz lint fmt docs check bench interop clean
+
+$(STAMP): pyproject.toml requirements.lock
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check -c requirements.lock -e '.[dev]'
+	rm -f $(VENV)/.installed-* && touch $(STAMP)
+
+venv: $(STAMP)
+
+serve: venv
+	$(BIN)/antechamber serve
+
+test: venv
+	$(BIN)/pytest -q --cov=matrix --cov-branch --cov-report=term-missing:skip-covered
+
+fuzz: venv
+	ANTECHAMBER_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(BIN)/pytest -q -p no:cacheprovider tests/test_fuzz.py
+
+lint: venv
+	$(BIN)/ruff format --check . && $(BIN)/ruff check . && $(BIN)/mypy && $(BIN)/lint-imports
+
+fmt: venv
+	$(BIN)/ruff format . && $(BIN)/ruff check --fix .
+
+docs: venv
+	$(BIN)/python -m app.docs site
+
+check: lint test
+
+clean:
+	rm -rf $(VENV) site .pytest_cache .mypy_cache .ruff_cache .coverage

@@ -1,0 +1,164 @@
+"""Server configuration: defaults, an optional TOML file, then ANTECHAMBER_* environment overrides."""
+
+import dataclasses
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, get_type_hints
+
+from matrix.errors import MatrixError
+from matrix.ids import parse_server_name
+
+ENV_PREFIX = "ANTECHAMBER_"
+
+
+class ConfigError(Exception):
+    """A bad configuration value: one line naming the key, shown instead of a stack trace."""
+
+
+@dataclass(frozen=True)
+class Config:
+    # The name other servers know us by; its port is the one they connect to (SS §Server discovery).
+    server_name: str = "localhost:8448"
+    bind_host: str = "127.0.0.1"
+    bind_port: int = 8448
+    # Holds the SQLite database and, by default, the signing key.
+    data_dir: str = "./data"
+    # Synapse's one-line format "ed25519 <key_id> <seed>", so keys move between servers.
+    signing_key_path: str = ""
+    # Both set: serve HTTPS. Unset: plain HTTP (behind a reverse proxy).
+    tls_certificate: str = ""
+    tls_private_key: str = ""
+    workers: int = 1
+    # Check every response against the contract (on in tests; costs ~0.2 ms a request).
+    validate_responses: bool = False
+    log_level: str = "INFO"
+    # Serve Swagger UI live under this path (e.g. "/_antechamber/docs"); empty = off.
+    docs_path: str = ""
+    # Largest request body accepted, in bytes (CS §Size limits: events are at most 65,536).
+    max_request_body_bytes: int = 262144
+    # Outbound federation (key fetching).
+    federation_verify_certificates: bool = True
+    federation_ca_file: str = ""
+    key_fetch_timeout_s: float = 10.0
+    # How long a failed key fetch is remembered before the origin is asked again.
+    key_fetch_failure_backoff_s: float = 30.0
+    extra: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
+
+    @property
+    def database_path(self) -> Path:
+        return Path(self.data_dir) / "antechamber.db"
+
+    @property
+    def resolved_signing_key_path(self) -> Path:
+        return Path(self.signing_key_path or Path(self.data_dir) / "signing.key")
+
+    @property
+    def old_verify_keys_path(self) -> Path:
+        return self.resolved_signing_key_path.with_name("old_verify_keys.json")
+
+    @property
+    def tls_enabled(self) -> bool:
+        return bool(self.tls_certificate and self.tls_private_key)
+
+
+_LOG_LEVELS = {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}
+_FIELDS = {f.name: f for f in dataclasses.fields(Config) if f.name != "extra"}
+_TYPES = get_type_hints(Config)
+
+
+def _coerce(key: str, value: Any, from_env: bool) -> Any:
+    kind = _TYPES[key]
+    if kind is bool:
+        if isinstance(value, bool):
+            return value
+        if from_env and isinstance(value, str) and value.lower() in {"true", "1", "false", "0"}:
+            return value.lower() in {"true", "1"}
+        raise ConfigError(f"config key '{key}': expected true/false/1/0, got {value!r}")
+    if kind is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if from_env and isinstance(value, str) and value.strip().lstrip("-").isdigit():
+            return int(value)
+        raise ConfigError(f"config key '{key}': expected an integer, got {value!r}")
+    if kind is float:
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return float(value)
+        if from_env and isinstance(value, str):
+            try:
+                return float(value)
+            except ValueError:
+                pass
+        raise ConfigError(f"config key '{key}': expected a number, got {value!r}")
+    if kind is str:
+        if isinstance(value, str):
+            return value
+        raise ConfigError(f"config key '{key}': expected a string, got {value!r}")
+    if kind == list[str]:
+        if from_env and isinstance(value, str):
+            return [item.strip() for item in value.split(",") if item.strip()]
+        if isinstance(value, list) and all(isinstance(item, str) for item in value):
+            return value
+        raise ConfigError(f"config key '{key}': expected a list of strings, got {value!r}")
+    raise ConfigError(f"config key '{key}': unsupported type")  # pragma: no cover
+
+
+def _check(config: Config) -> Config:
+    try:
+        parse_server_name(config.server_name)
+    except MatrixError:
+        raise ConfigError(
+            f"config key 'server_name': {config.server_name!r} is not a valid server name"
+        ) from None
+    if not 0 < config.bind_port < 65536:
+        raise ConfigError(f"config key 'bind_port': {config.bind_port} is not a TCP port")
+    if config.workers < 1:
+        raise ConfigError(f"config key 'workers': must be at least 1, got {config.workers}")
+    if config.log_level.upper() not in _LOG_LEVELS:
+        raise ConfigError(
+            f"config key 'log_level': expected one of {sorted(_LOG_LEVELS)}, got "
+            f"{config.log_level!r}"
+        )
+    if bool(config.tls_certificate) != bool(config.tls_private_key):
+        raise ConfigError(
+            "config key 'tls_certificate': tls_certificate and tls_private_key must be set together"
+        )
+    for key in ("tls_certificate", "tls_private_key", "federation_ca_file"):
+        path = getattr(config, key)
+        if path and not Path(path).is_file():
+            raise ConfigError(f"config key '{key}': no such file {path!r}")
+    if config.max_request_body_bytes < 1024:
+        raise ConfigError("config key 'max_request_body_bytes': must be at least 1024")
+    if config.key_fetch_timeout_s <= 0:
+        raise ConfigError("config key 'key_fetch_timeout_s': must be positive")
+    if config.docs_path and not config.docs_path.startswith("/"):
+        raise ConfigError("config key 'docs_path': must start with '/'")
+    return config
+
+
+def load_config(path: str | None = None, environ: Mapping[str, str] | None = None) -> Config:
+    """Defaults, then the TOML file (``path`` or ANTECHAMBER_CONFIG), then ANTECHAMBER_<KEY>."""
+    environ = os.environ if environ is None else environ
+    values: dict[str, Any] = {}
+    path = path or environ.get(ENV_PREFIX + "CONFIG")
+    if path:
+        try:
+            with open(path, "rb") as handle:
+                document = tomllib.load(handle)
+        except OSError as exc:
+            raise ConfigError(f"config file {path!r}: {exc.strerror}") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"config file {path!r}: not valid TOML ({exc})") from None
+        for key, value in document.items():
+            if key not in _FIELDS:
+                raise ConfigError(f"config key '{key}': unknown key in {path!r}")
+            values[key] = _coerce(key, value, from_env=False)
+    for key in _FIELDS:
+        env_value = environ.get(ENV_PREFIX + key.upper())
+        if env_value is not None:
+            values[key] = _coerce(key, env_value, from_env=True)
+    if "log_level" in values:
+        values["log_level"] = values["log_level"].upper()
+    return _check(Config(**values))

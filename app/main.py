@@ -1,0 +1,114 @@
+"""The application factory: Connexion routes and validates from the contract; state per worker."""
+
+import contextlib
+import json
+import logging
+import time
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+from connexion import AsyncApp
+from connexion.exceptions import ProblemException
+from connexion.middleware import MiddlewarePosition
+from connexion.options import SwaggerUIOptions
+from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp
+
+from app import errors
+from app.access_log import AccessLogMiddleware
+from app.auth import SECURITY_MAP, BodyBufferMiddleware
+from app.config import Config, load_config
+from app.keyring import Keyring
+from app.signing_key import load_old_verify_keys, load_or_generate_signing_key
+from db.store import Store
+from matrix.errors import MatrixError
+
+logger = logging.getLogger(__name__)
+
+SPEC_PATH = Path(__file__).resolve().parent.parent / "openapi" / "federation.yaml"
+
+Clock = Callable[[], int]
+
+
+def wall_clock_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def create_app(
+    config: Config, *, clock: Clock = wall_clock_ms, spec_path: Path = SPEC_PATH
+) -> ASGIApp:
+    """Build the ASGI app for ``config``. Each worker opens its own database connection."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: Any) -> AsyncIterator[dict[str, Any]]:
+        store = Store.open(config.database_path)
+        signing_key = load_or_generate_signing_key(config.resolved_signing_key_path)
+        keyring = Keyring(store, config, clock)
+        state = {
+            "config": config,
+            "server_name": config.server_name,
+            "signing_key": signing_key,
+            "old_verify_keys": load_old_verify_keys(config.old_verify_keys_path),
+            "store": store,
+            "clock": clock,
+            "keyring": keyring,
+        }
+        logger.info(
+            "Serving %s with key ed25519:%s, database %s",
+            config.server_name,
+            signing_key.version,
+            config.database_path,
+        )
+        try:
+            yield state
+        finally:
+            await keyring.aclose()
+            store.close()
+
+    swagger_ui_options = SwaggerUIOptions(
+        swagger_ui=bool(config.docs_path),
+        swagger_ui_path=config.docs_path or "/ui",
+        serve_spec=bool(config.docs_path),
+    )
+    connexion_app = AsyncApp(
+        __name__,
+        lifespan=lifespan,
+        validator_map=errors.VALIDATOR_MAP,
+        validate_responses=config.validate_responses,
+        swagger_ui_options=swagger_ui_options,
+        security_map=SECURITY_MAP,
+    )
+    connexion_app.add_api(
+        spec_path,
+        swagger_ui_options=swagger_ui_options,
+        validate_responses=config.validate_responses,
+    )
+    # The X-Matrix signature covers the body, which the security handler cannot read itself.
+    connexion_app.add_middleware(
+        BodyBufferMiddleware,
+        position=MiddlewarePosition.BEFORE_SECURITY,
+        max_body_bytes=config.max_request_body_bytes,
+    )
+    connexion_app.add_error_handler(MatrixError, errors.handle_matrix_error)
+    connexion_app.add_error_handler(ProblemException, errors.handle_problem)
+    connexion_app.add_error_handler(HTTPException, errors.handle_http_exception)
+    connexion_app.add_error_handler(Exception, errors.handle_unexpected)
+    return AccessLogMiddleware(connexion_app)
+
+
+def create_app_from_environment() -> ASGIApp:
+    """uvicorn factory for worker processes: configuration comes from ANTECHAMBER_* variables."""
+    return create_app(load_config())
+
+
+def contract() -> dict[str, Any]:
+    """The parsed OpenAPI document (for docs, tests and the CLI)."""
+    import yaml
+
+    document: dict[str, Any] = yaml.safe_load(SPEC_PATH.read_text(encoding="utf-8"))
+    return document
+
+
+def contract_json() -> str:
+    return json.dumps(contract(), indent=2, sort_keys=False)

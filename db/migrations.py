@@ -1,0 +1,115 @@
+"""Schema migrations, applied in order once each; the applied ones are recorded in the database."""
+
+import sqlite_utils
+
+_M001_ROOMS_AND_EVENTS = """
+CREATE TABLE rooms (
+    room_id TEXT PRIMARY KEY,
+    room_version TEXT NOT NULL,
+    created_ts INTEGER NOT NULL
+);
+-- stream_ordering is the order events were stored here (the rowid alias).
+CREATE TABLE events (
+    stream_ordering INTEGER PRIMARY KEY AUTOINCREMENT,
+    event_id TEXT NOT NULL UNIQUE,
+    room_id TEXT NOT NULL REFERENCES rooms(room_id),
+    type TEXT NOT NULL,
+    state_key TEXT,
+    sender TEXT NOT NULL,
+    depth INTEGER NOT NULL,
+    origin_server_ts INTEGER NOT NULL,
+    rejected INTEGER NOT NULL DEFAULT 0,
+    json TEXT NOT NULL
+);
+-- State at a point in the stream: the newest state event for (room, type, state_key)
+-- at or before a stream position is one index seek.
+CREATE INDEX events_state_history
+    ON events (room_id, type, state_key, stream_ordering)
+    WHERE state_key IS NOT NULL AND rejected = 0;
+CREATE TABLE current_state (
+    room_id TEXT NOT NULL,
+    type TEXT NOT NULL,
+    state_key TEXT NOT NULL,
+    event_id TEXT NOT NULL,
+    membership TEXT,
+    PRIMARY KEY (room_id, type, state_key)
+) WITHOUT ROWID;
+CREATE TABLE forward_extremities (
+    room_id TEXT NOT NULL,
+    event_id TEXT NOT NULL,
+    PRIMARY KEY (room_id, event_id)
+) WITHOUT ROWID;
+"""
+
+_M002_SERVER_KEYS = """
+-- Remote servers' verify keys (SS §Retrieving server keys). expired_ts is set for keys
+-- learned from old_verify_keys: those verify events, never requests.
+CREATE TABLE server_keys (
+    server_name TEXT NOT NULL,
+    key_id TEXT NOT NULL,
+    verify_key TEXT NOT NULL,
+    valid_until_ts INTEGER NOT NULL,
+    expired_ts INTEGER,
+    fetched_ts INTEGER NOT NULL,
+    PRIMARY KEY (server_name, key_id)
+) WITHOUT ROWID;
+"""
+
+_M003_JOINED_MEMBERS_PER_SERVER = """
+-- How many users of each server are joined to each room, kept in the same transaction as
+-- current_state (rows reaching zero are deleted), so "does server S have a joined member?"
+-- is one primary-key lookup.
+CREATE TABLE room_server_joined_members (
+    room_id TEXT NOT NULL,
+    server_name TEXT NOT NULL,
+    joined_count INTEGER NOT NULL,
+    PRIMARY KEY (room_id, server_name)
+) WITHOUT ROWID;
+-- Rooms stored before this migration: count their current joined members once.
+INSERT INTO room_server_joined_members (room_id, server_name, joined_count)
+    SELECT room_id, substr(state_key, instr(state_key, ':') + 1), count(*)
+    FROM current_state
+    WHERE type = 'm.room.member' AND membership = 'join' AND instr(state_key, ':') > 0
+    GROUP BY room_id, substr(state_key, instr(state_key, ':') + 1)
+"""
+
+# (name, SQL script). Append only; never edit an applied migration.
+MIGRATIONS: list[tuple[str, str]] = [
+    ("001_rooms_and_events", _M001_ROOMS_AND_EVENTS),
+    ("002_server_keys", _M002_SERVER_KEYS),
+    ("003_joined_members_per_server", _M003_JOINED_MEMBERS_PER_SERVER),
+]
+
+
+def apply_migrations(db: sqlite_utils.Database) -> list[str]:
+    """Apply every migration not yet recorded, each in its own transaction; return their names."""
+    conn = db.conn
+    conn.execute(
+        "CREATE TABLE IF NOT EXISTS _migrations (name TEXT PRIMARY KEY, applied_ts INTEGER)"
+    )
+    applied = []
+    for name, script in MIGRATIONS:
+        # BEGIN IMMEDIATE: two workers starting together apply each migration exactly once.
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            if conn.execute("SELECT 1 FROM _migrations WHERE name = ?", [name]).fetchone():
+                conn.execute("ROLLBACK")
+                continue
+            for statement in _statements(script):
+                conn.execute(statement)
+            conn.execute(
+                "INSERT INTO _migrations (name, applied_ts) VALUES (?, strftime('%s','now'))",
+                [name],
+            )
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        applied.append(name)
+    return applied
+
+
+def _statements(script: str) -> list[str]:
+    """Split a migration script into statements (no semicolons inside our SQL literals)."""
+    lines = [line for line in script.splitlines() if not line.strip().startswith("--")]
+    return [s.strip() for s in "\n".join(lines).split(";") if s.strip()]

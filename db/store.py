@@ -1,0 +1,367 @@
+"""The one Store: every read and write of Antechamber's SQLite database, named for its intent."""
+
+import json
+import sqlite3
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import sqlite_utils
+from canonicaljson import encode_canonical_json
+
+from db.migrations import apply_migrations
+
+JsonDict = dict[str, Any]
+StateKey = tuple[str, str]
+
+
+@dataclass(frozen=True)
+class StoredServerKey:
+    server_name: str
+    key_id: str
+    verify_key: str  # unpadded base64
+    valid_until_ts: int
+    expired_ts: int | None
+
+
+@dataclass(frozen=True)
+class StoredRoom:
+    room_id: str
+    room_version: str
+    created_ts: int
+
+
+class UnknownRoomError(LookupError):
+    """An event for a room this server has no row for (its create event was never stored)."""
+
+
+class Store:
+    """One SQLite connection (per process or thread) in WAL mode; writes in transactions."""
+
+    def __init__(self, db: sqlite_utils.Database):
+        self.db = db
+        self.conn: sqlite3.Connection = db.conn
+
+    @classmethod
+    def open(cls, path: Path | str) -> "Store":
+        """Open (creating if needed) the database at ``path`` and bring its schema up to date."""
+        if str(path) != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(str(path), timeout=30.0, check_same_thread=False)
+        db = sqlite_utils.Database(conn)
+        # WAL: readers never block the writer; synchronous=NORMAL is durable across process
+        # crashes (a kill -9 loses nothing committed), which is what a crash mid-write needs.
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=NORMAL")
+        conn.execute("PRAGMA foreign_keys=ON")
+        conn.execute("PRAGMA busy_timeout=30000")
+        apply_migrations(db)
+        return cls(db)
+
+    def close(self) -> None:
+        self.conn.close()
+
+    # Remote server keys -------------------------------------------------------------------
+
+    def get_server_key(self, server_name: str, key_id: str) -> StoredServerKey | None:
+        row = self.conn.execute(
+            "SELECT verify_key, valid_until_ts, expired_ts FROM server_keys"
+            " WHERE server_name = ? AND key_id = ?",
+            (server_name, key_id),
+        ).fetchone()
+        if row is None:
+            return None
+        return StoredServerKey(server_name, key_id, row[0], row[1], row[2])
+
+    def store_server_keys(self, keys: list[StoredServerKey], fetched_ts: int) -> None:
+        """Insert or replace the keys learned from one key response, atomically."""
+        with self.conn:
+            self.conn.executemany(
+                "INSERT OR REPLACE INTO server_keys"
+                " (server_name, key_id, verify_key, valid_until_ts, expired_ts, fetched_ts)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                [
+                    (
+                        k.server_name,
+                        k.key_id,
+                        k.verify_key,
+                        k.valid_until_ts,
+                        k.expired_ts,
+                        fetched_ts,
+                    )
+                    for k in keys
+                ],
+            )
+
+    # Rooms and events: reads ----------------------------------------------------------------
+    # Hot-path reads are point lookups on a primary key or index; none scans a room.
+
+    def get_room_version(self, room_id: str) -> str | None:
+        row = self.conn.execute(
+            "SELECT room_version FROM rooms WHERE room_id = ?", (room_id,)
+        ).fetchone()
+        return None if row is None else str(row[0])
+
+    def list_rooms(self) -> list[StoredRoom]:
+        """Every room, oldest first (admin/CLI only)."""
+        rows = self.conn.execute(
+            "SELECT room_id, room_version, created_ts FROM rooms ORDER BY created_ts, room_id"
+        ).fetchall()
+        return [StoredRoom(row[0], row[1], row[2]) for row in rows]
+
+    def get_event(self, event_id: str) -> JsonDict | None:
+        """The PDU exactly as stored (rejected events included), or None."""
+        row = self.conn.execute(
+            "SELECT json FROM events WHERE event_id = ?", (event_id,)
+        ).fetchone()
+        return None if row is None else _parse(row[0])
+
+    def is_event_rejected(self, event_id: str) -> bool | None:
+        """Whether the stored event was rejected by the auth rules; None when it is unknown."""
+        row = self.conn.execute(
+            "SELECT rejected FROM events WHERE event_id = ?", (event_id,)
+        ).fetchone()
+        return None if row is None else bool(row[0])
+
+    def get_stream_ordering(self, event_id: str) -> int | None:
+        row = self.conn.execute(
+            "SELECT stream_ordering FROM events WHERE event_id = ?", (event_id,)
+        ).fetchone()
+        return None if row is None else int(row[0])
+
+    def get_current_state_event(
+        self, room_id: str, event_type: str, state_key: str
+    ) -> JsonDict | None:
+        row = self.conn.execute(
+            "SELECT e.json FROM current_state AS cs JOIN events AS e ON e.event_id = cs.event_id"
+            " WHERE cs.room_id = ? AND cs.type = ? AND cs.state_key = ?",
+            (room_id, event_type, state_key),
+        ).fetchone()
+        return None if row is None else _parse(row[0])
+
+    def get_current_state_events(
+        self, room_id: str, keys: Iterable[StateKey]
+    ) -> dict[StateKey, JsonDict]:
+        """The current state events for ``keys`` that exist (one point lookup per key)."""
+        found: dict[StateKey, JsonDict] = {}
+        for event_type, state_key in keys:
+            event = self.get_current_state_event(room_id, event_type, state_key)
+            if event is not None:
+                found[(event_type, state_key)] = event
+        return found
+
+    def get_current_state(self, room_id: str) -> list[JsonDict]:
+        """The whole current state of a room, by (type, state_key) (admin/CLI only)."""
+        rows = self.conn.execute(
+            "SELECT e.json FROM current_state AS cs JOIN events AS e ON e.event_id = cs.event_id"
+            " WHERE cs.room_id = ? ORDER BY cs.type, cs.state_key",
+            (room_id,),
+        ).fetchall()
+        return [_parse(row[0]) for row in rows]
+
+    def get_current_state_ids(self, room_id: str) -> dict[StateKey, str]:
+        """(type, state_key) -> event id for the whole current state (admin/CLI only)."""
+        rows = self.conn.execute(
+            "SELECT type, state_key, event_id FROM current_state WHERE room_id = ?", (room_id,)
+        ).fetchall()
+        return {(row[0], row[1]): row[2] for row in rows}
+
+    def get_memberships(self, room_id: str, membership: str) -> list[JsonDict]:
+        """Current m.room.member events with ``membership`` (admin/CLI only)."""
+        rows = self.conn.execute(
+            "SELECT e.json FROM current_state AS cs JOIN events AS e ON e.event_id = cs.event_id"
+            " WHERE cs.room_id = ? AND cs.type = 'm.room.member' AND cs.membership = ?"
+            " ORDER BY cs.state_key",
+            (room_id, membership),
+        ).fetchall()
+        return [_parse(row[0]) for row in rows]
+
+    def get_forward_extremities(self, room_id: str) -> list[tuple[str, int]]:
+        """(event_id, depth) of the room's forward extremities, deepest (then newest) first."""
+        rows = self.conn.execute(
+            "SELECT fe.event_id, e.depth FROM forward_extremities AS fe"
+            " JOIN events AS e ON e.event_id = fe.event_id"
+            " WHERE fe.room_id = ? ORDER BY e.depth DESC, e.stream_ordering DESC",
+            (room_id,),
+        ).fetchall()
+        return [(row[0], int(row[1])) for row in rows]
+
+    def get_state_event_before(
+        self, room_id: str, event_type: str, state_key: str, stream_ordering: int
+    ) -> JsonDict | None:
+        """The newest accepted state event for the key stored strictly before ``stream_ordering``.
+
+        One seek on the events_state_history index (its WHERE clause is repeated so SQLite may
+        use the partial index).
+        """
+        row = self.conn.execute(
+            "SELECT json FROM events"
+            " WHERE room_id = ? AND type = ? AND state_key = ? AND rejected = 0"
+            " AND stream_ordering < ?"
+            " ORDER BY stream_ordering DESC LIMIT 1",
+            (room_id, event_type, state_key, stream_ordering),
+        ).fetchone()
+        return None if row is None else _parse(row[0])
+
+    def has_local_joined_member(self, room_id: str, server_name: str) -> bool:
+        """Whether any user of ``server_name`` is currently joined (one primary-key lookup)."""
+        row = self.conn.execute(
+            "SELECT 1 FROM room_server_joined_members WHERE room_id = ? AND server_name = ?",
+            (room_id, server_name),
+        ).fetchone()
+        return row is not None
+
+    # Rooms and events: the one write path ---------------------------------------------------
+
+    def persist_event(
+        self, event: JsonDict, event_id: str, room_version: str, *, rejected: bool = False
+    ) -> bool:
+        """Store one PDU with its state and extremity updates in one transaction.
+
+        Returns False (and writes nothing) when ``event_id`` is already stored.
+        """
+        return self.persist_events([(event, event_id)], room_version, rejected=rejected)[0]
+
+    def persist_events(
+        self,
+        events: Sequence[tuple[JsonDict, str]],
+        room_version: str,
+        *,
+        rejected: bool = False,
+    ) -> list[bool]:
+        """Store (event, event_id) pairs of one room, in order, all in ONE transaction.
+
+        A room's first event must be its m.room.create: storing it creates the room row.
+        Everything or nothing is written; already stored ids are skipped (False in the result).
+        """
+        # BEGIN IMMEDIATE takes the write lock now, so the reads below see what we write over.
+        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            stored = [
+                self._persist_one(event, event_id, room_version, rejected)
+                for event, event_id in events
+            ]
+            self.conn.execute("COMMIT")
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            raise
+        return stored
+
+    def _persist_one(
+        self, event: JsonDict, event_id: str, room_version: str, rejected: bool
+    ) -> bool:
+        if self.conn.execute("SELECT 1 FROM events WHERE event_id = ?", (event_id,)).fetchone():
+            return False
+        room_id = _room_id_of(event, event_id)
+        known_version = self.get_room_version(room_id)
+        if known_version is None:
+            if event.get("type") != "m.room.create" or rejected:
+                raise UnknownRoomError(f"no room {room_id!r}: store its m.room.create first")
+            self.conn.execute(
+                "INSERT INTO rooms (room_id, room_version, created_ts) VALUES (?, ?, ?)",
+                (room_id, room_version, event["origin_server_ts"]),
+            )
+        elif known_version != room_version:
+            raise ValueError(f"room {room_id!r} is version {known_version}, not {room_version}")
+        state_key = event.get("state_key")
+        self.conn.execute(
+            "INSERT INTO events (event_id, room_id, type, state_key, sender, depth,"
+            " origin_server_ts, rejected, json) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                event_id,
+                room_id,
+                event["type"],
+                state_key,
+                event["sender"],
+                event["depth"],
+                event["origin_server_ts"],
+                int(rejected),
+                encode_canonical_json(event).decode("utf-8"),
+            ),
+        )
+        if rejected:
+            # A rejected event is kept (so it is not fetched again) but changes nothing.
+            return True
+        if isinstance(state_key, str):
+            self._update_current_state(room_id, event, event_id, state_key)
+        self._update_forward_extremities(room_id, event, event_id)
+        return True
+
+    def _update_current_state(
+        self, room_id: str, event: JsonDict, event_id: str, state_key: str
+    ) -> None:
+        # No state resolution: the last stored accepted state event for a key is current.
+        event_type = event["type"]
+        membership: str | None = None
+        if event_type == "m.room.member":
+            content = event.get("content")
+            value = content.get("membership") if isinstance(content, dict) else None
+            membership = value if isinstance(value, str) else None
+            row = self.conn.execute(
+                "SELECT membership FROM current_state"
+                " WHERE room_id = ? AND type = 'm.room.member' AND state_key = ?",
+                (room_id, state_key),
+            ).fetchone()
+            previous = None if row is None else row[0]
+            self._count_joined_member(room_id, state_key, previous, membership)
+        self.conn.execute(
+            "INSERT OR REPLACE INTO current_state (room_id, type, state_key, event_id, membership)"
+            " VALUES (?, ?, ?, ?, ?)",
+            (room_id, event_type, state_key, event_id, membership),
+        )
+
+    def _count_joined_member(
+        self, room_id: str, user_id: str, previous: str | None, membership: str | None
+    ) -> None:
+        if (previous == "join") == (membership == "join") or ":" not in user_id:
+            return
+        server_name = user_id.split(":", 1)[1]
+        if membership == "join":
+            self.conn.execute(
+                "INSERT INTO room_server_joined_members (room_id, server_name, joined_count)"
+                " VALUES (?, ?, 1) ON CONFLICT (room_id, server_name)"
+                " DO UPDATE SET joined_count = joined_count + 1",
+                (room_id, server_name),
+            )
+            return
+        self.conn.execute(
+            "UPDATE room_server_joined_members SET joined_count = joined_count - 1"
+            " WHERE room_id = ? AND server_name = ?",
+            (room_id, server_name),
+        )
+        self.conn.execute(
+            "DELETE FROM room_server_joined_members"
+            " WHERE room_id = ? AND server_name = ? AND joined_count <= 0",
+            (room_id, server_name),
+        )
+
+    def _update_forward_extremities(self, room_id: str, event: JsonDict, event_id: str) -> None:
+        # The new event replaces the extremities it points at (v1/v2 pairs or v3+ ids).
+        prev_ids = [
+            prev[0] if isinstance(prev, list) and prev else prev
+            for prev in event.get("prev_events") or []
+        ]
+        self.conn.executemany(
+            "DELETE FROM forward_extremities WHERE room_id = ? AND event_id = ?",
+            [(room_id, prev_id) for prev_id in prev_ids if isinstance(prev_id, str)],
+        )
+        self.conn.execute(
+            "INSERT OR IGNORE INTO forward_extremities (room_id, event_id) VALUES (?, ?)",
+            (room_id, event_id),
+        )
+
+
+def _room_id_of(event: JsonDict, event_id: str) -> str:
+    room_id = event.get("room_id")
+    if isinstance(room_id, str):
+        return room_id
+    if event.get("type") == "m.room.create" and event_id.startswith("$"):
+        # rooms/v12: the create event carries no room_id; the room id is its event id, "!" sigil
+        return "!" + event_id[1:]
+    raise ValueError(f"event {event_id!r} has no room_id")
+
+
+def _parse(text: str) -> JsonDict:
+    value: JsonDict = json.loads(text)
+    return value

@@ -1,0 +1,38 @@
+"""Typed access to the per-worker state the app's lifespan puts on every request."""
+
+from collections.abc import Callable
+from typing import Any
+
+from connexion import request
+from signedjson.types import SigningKey
+
+from db.store import Store
+
+
+def _state() -> Any:
+    return request.state
+
+
+def server_name() -> str:
+    name: str = _state().server_name
+    return name
+
+
+def signing_key() -> SigningKey:
+    key: SigningKey = _state().signing_key
+    return key
+
+
+def old_verify_keys() -> dict[str, dict[str, Any]]:
+    keys: dict[str, dict[str, Any]] = _state().old_verify_keys
+    return keys
+
+
+def store() -> Store:
+    value: Store = _state().store
+    return value
+
+
+def now_ms() -> int:
+    clock: Callable[[], int] = _state().clock
+    return clock()

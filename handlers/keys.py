@@ -1,0 +1,15 @@
+"""keys_server.yaml: GET /_matrix/key/v2/server."""
+
+from handlers import _context
+from matrix.server_keys import build_server_keys
+from matrix.types import JsonDict
+
+
+async def get_server_keys() -> JsonDict:
+    """GET /_matrix/key/v2/server (SS §Publishing Keys)."""
+    return build_server_keys(
+        _context.server_name(),
+        _context.signing_key(),
+        _context.old_verify_keys(),
+        _context.now_ms(),
+    )

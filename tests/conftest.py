@@ -1,0 +1,81 @@
+"""Shared fixtures: a fresh configuration and data dir, the app, and a test client."""
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from starlette.testclient import TestClient
+
+from app.config import Config, load_config
+from app.main import create_app
+
+SERVER_NAME = "antechamber.test"
+FIXED_NOW_MS = 1_790_000_000_000
+
+
+class FakeClock:
+    """A clock the tests move by hand (milliseconds)."""
+
+    def __init__(self, now_ms: int = FIXED_NOW_MS):
+        self.now_ms = now_ms
+
+    def __call__(self) -> int:
+        return self.now_ms
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def config(tmp_path: Path) -> Config:
+    return load_config(
+        environ={
+            "ANTECHAMBER_SERVER_NAME": SERVER_NAME,
+            "ANTECHAMBER_DATA_DIR": str(tmp_path / "data"),
+            "ANTECHAMBER_VALIDATE_RESPONSES": "true",
+        }
+    )
+
+
+@pytest.fixture
+def client(config: Config, clock: FakeClock) -> Iterator[TestClient]:
+    with TestClient(create_app(config, clock=clock), raise_server_exceptions=False) as test_client:
+        yield test_client
+
+
+# A remote homeserver for X-Matrix tests -------------------------------------------------------
+
+KEY_FETCH_TIMEOUT_S = 2.0
+
+
+@pytest.fixture(scope="session")
+def test_ca(tmp_path_factory: pytest.TempPathFactory):
+    """A throwaway CA and a loopback certificate, shared by every remote in the session."""
+    from tests.remote import TestCA
+
+    return TestCA(tmp_path_factory.mktemp("ca"))
+
+
+@pytest.fixture
+def remote(test_ca, clock: FakeClock):
+    """A real fake homeserver with its own key, serving its key document over HTTPS."""
+    from tests.remote import RemoteHomeserver
+
+    with RemoteHomeserver(test_ca, clock) as server:
+        yield server
+
+
+@pytest.fixture
+def federation_config(tmp_path: Path, test_ca) -> Config:
+    """``config`` that trusts the test CA and gives up on key fetches quickly."""
+    return load_config(
+        environ={
+            "ANTECHAMBER_SERVER_NAME": SERVER_NAME,
+            "ANTECHAMBER_DATA_DIR": str(tmp_path / "data"),
+            "ANTECHAMBER_VALIDATE_RESPONSES": "true",
+            "ANTECHAMBER_FEDERATION_CA_FILE": str(test_ca.ca_file),
+            "ANTECHAMBER_KEY_FETCH_TIMEOUT_S": str(KEY_FETCH_TIMEOUT_S),
+        }
+    )
