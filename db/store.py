@@ -151,6 +151,23 @@ class Store:
                 found[(event_type, state_key)] = event
         return found
 
+    def get_current_state_events_with_ids(
+        self, room_id: str, keys: Iterable[StateKey]
+    ) -> dict[StateKey, tuple[str, JsonDict]]:
+        """(event id, PDU) of the current state events for ``keys`` that exist (v3+ PDUs carry
+        no event_id, and auth_events/templates need it)."""
+        found: dict[StateKey, tuple[str, JsonDict]] = {}
+        for event_type, state_key in keys:
+            row = self.conn.execute(
+                "SELECT cs.event_id, e.json FROM current_state AS cs"
+                " JOIN events AS e ON e.event_id = cs.event_id"
+                " WHERE cs.room_id = ? AND cs.type = ? AND cs.state_key = ?",
+                (room_id, event_type, state_key),
+            ).fetchone()
+            if row is not None:
+                found[(event_type, state_key)] = (row[0], _parse(row[1]))
+        return found
+
     def get_current_state(self, room_id: str) -> list[JsonDict]:
         """The whole current state of a room, by (type, state_key) (admin/CLI only)."""
         rows = self.conn.execute(

@@ -1,0 +1,277 @@
+"""The Store: idempotent, all-or-nothing event persistence and the indexed reads built on it."""
+
+import sqlite3
+from typing import Any
+
+import pytest
+import sqlite_utils
+from canonicaljson import encode_canonical_json
+
+from db.migrations import MIGRATIONS, apply_migrations
+from db.store import Store, StoredRoom, UnknownRoomError
+
+ROOM = "!room:here.test"
+V12_CREATE_ID = "$" + "C" * 43
+V12_ROOM = "!" + "C" * 43
+
+
+def pdu(event_type: str, sender: str = "@admin:here.test", **fields: Any) -> dict[str, Any]:
+    event: dict[str, Any] = {
+        "type": event_type,
+        "sender": sender,
+        "room_id": ROOM,
+        "content": {},
+        "depth": 1,
+        "origin": "here.test",
+        "origin_server_ts": 1000,
+        "prev_events": [],
+        "auth_events": [],
+        "hashes": {"sha256": "x"},
+        "signatures": {},
+    }
+    event.update(fields)
+    return event
+
+
+def member(user_id: str, membership: str, prev: list[str], depth: int) -> dict[str, Any]:
+    return pdu(
+        "m.room.member",
+        sender=user_id,
+        state_key=user_id,
+        content={"membership": membership},
+        prev_events=prev,
+        depth=depth,
+    )
+
+
+@pytest.fixture
+def store(tmp_path):
+    store = Store.open(tmp_path / "antechamber.db")
+    yield store
+    store.close()
+
+
+@pytest.fixture
+def room(store):
+    """A room with a create event ($create) and the creator's join ($join)."""
+    create = pdu("m.room.create", state_key="", content={"room_version": "10"})
+    assert store.persist_event(create, "$create", "10") is True
+    join = member("@admin:here.test", "join", ["$create"], 2)
+    assert store.persist_event(join, "$join", "10") is True
+    return store
+
+
+def test_store_open_uses_wal_and_applies_every_migration(store):
+    assert store.conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    applied = [row[0] for row in store.conn.execute("SELECT name FROM _migrations ORDER BY name")]
+    assert applied == [name for name, _sql in MIGRATIONS]
+    assert apply_migrations(store.db) == []
+
+
+def test_persist_event_stores_the_exact_canonical_pdu(room):
+    stored = room.conn.execute("SELECT json FROM events WHERE event_id = '$join'").fetchone()[0]
+    expected = member("@admin:here.test", "join", ["$create"], 2)
+    assert stored == encode_canonical_json(expected).decode()
+    assert room.get_event("$join") == expected
+    assert "event_id" not in room.get_event("$join")
+    assert room.get_event("$nope") is None
+
+
+def test_persist_event_same_id_twice_stores_nothing_new(room):
+    again = member("@admin:here.test", "leave", ["$join"], 3)
+    assert room.persist_event(again, "$join", "10") is False
+    assert room.get_event("$join")["content"] == {"membership": "join"}
+    assert room.conn.execute("SELECT count(*) FROM events").fetchone()[0] == 2
+    assert room.get_forward_extremities(ROOM) == [("$join", 2)]
+
+
+def test_persist_event_create_makes_the_room(room):
+    assert room.get_room_version(ROOM) == "10"
+    assert room.get_room_version("!other:here.test") is None
+    assert room.list_rooms() == [StoredRoom(ROOM, "10", 1000)]
+
+
+def test_persist_event_v12_create_without_room_id_names_the_room(store):
+    create = pdu("m.room.create", state_key="", content={"room_version": "12"})
+    del create["room_id"]
+    assert store.persist_event(create, V12_CREATE_ID, "12")
+    assert store.get_room_version(V12_ROOM) == "12"
+    assert "room_id" not in store.get_current_state_event(V12_ROOM, "m.room.create", "")
+
+
+def test_persist_event_refuses_events_of_unknown_rooms(store):
+    with pytest.raises(UnknownRoomError):
+        store.persist_event(member("@a:here.test", "join", [], 1), "$a", "10")
+    with pytest.raises(ValueError, match="no room_id"):
+        store.persist_event(pdu("m.room.message", room_id=None), "$b", "10")
+    assert store.conn.execute("SELECT count(*) FROM events").fetchone()[0] == 0
+
+
+def test_persist_event_refuses_a_different_room_version(room):
+    with pytest.raises(ValueError, match="version"):
+        room.persist_event(pdu("m.room.message", prev_events=["$join"]), "$m", "11")
+
+
+def test_persist_event_updates_state_and_extremities(room):
+    assert room.get_current_state_event(ROOM, "m.room.member", "@admin:here.test")["content"] == {
+        "membership": "join"
+    }
+    assert room.get_forward_extremities(ROOM) == [("$join", 2)]
+    room.persist_event(pdu("m.room.message", prev_events=["$join"], depth=3), "$msg", "10")
+    assert room.get_forward_extremities(ROOM) == [("$msg", 3)]
+    # a fork: two events on the same parent are both extremities, deepest first
+    room.persist_event(pdu("m.room.message", prev_events=["$join"], depth=3), "$fork", "10")
+    assert room.get_forward_extremities(ROOM) == [("$fork", 3), ("$msg", 3)]
+    name = pdu("m.room.name", state_key="", content={"name": "N"}, prev_events=["$msg", "$fork"])
+    room.persist_event({**name, "depth": 4}, "$name", "10")
+    assert room.get_forward_extremities(ROOM) == [("$name", 4)]
+    assert room.get_current_state_events(ROOM, [("m.room.name", ""), ("m.room.topic", "")]) == {
+        ("m.room.name", ""): {**name, "depth": 4}
+    }
+    assert [e["type"] for e in room.get_current_state(ROOM)] == [
+        "m.room.create",
+        "m.room.member",
+        "m.room.name",
+    ]
+
+
+def test_persist_event_v1_pairs_in_prev_events_replace_extremities(room):
+    pairs = [["$join", {"sha256": "h"}]]
+    room.persist_event(pdu("m.room.message", prev_events=pairs, depth=3), "$msg", "10")
+    assert room.get_forward_extremities(ROOM) == [("$msg", 3)]
+
+
+def test_persist_event_rejected_changes_no_state(room):
+    bad = member("@evil:there.test", "join", ["$join"], 3)
+    assert room.persist_event(bad, "$bad", "10", rejected=True)
+    assert room.is_event_rejected("$bad") is True
+    assert room.is_event_rejected("$join") is False
+    assert room.is_event_rejected("$nope") is None
+    assert room.get_current_state_event(ROOM, "m.room.member", "@evil:there.test") is None
+    assert room.get_forward_extremities(ROOM) == [("$join", 2)]
+    assert not room.has_local_joined_member(ROOM, "there.test")
+
+
+def test_persist_events_failure_mid_write_leaves_nothing(room, monkeypatch):
+    def explode(*_args):
+        raise RuntimeError("disk on fire")
+
+    monkeypatch.setattr(room, "_update_forward_extremities", explode)
+    with pytest.raises(RuntimeError):
+        room.persist_event(member("@bob:there.test", "join", ["$join"], 3), "$bob", "10")
+    # the event row and the current_state/count rows written before the failure are gone
+    assert room.get_event("$bob") is None
+    assert room.get_current_state_event(ROOM, "m.room.member", "@bob:there.test") is None
+    assert not room.has_local_joined_member(ROOM, "there.test")
+    assert room.get_forward_extremities(ROOM) == [("$join", 2)]
+    assert not room.conn.in_transaction
+
+
+def test_persist_events_batch_is_one_transaction(room):
+    first = (member("@bob:there.test", "join", ["$join"], 3), "$bob")
+    broken = (pdu("m.room.message", room_id="!unknown:x.test"), "$broken")
+    with pytest.raises(UnknownRoomError):
+        room.persist_events([first, broken], "10")
+    assert room.get_event("$bob") is None
+    assert room.persist_events([first, first], "10") == [True, False]
+
+
+def test_has_local_joined_member_counts_joins_per_server(room):
+    assert room.has_local_joined_member(ROOM, "here.test")
+    assert not room.has_local_joined_member(ROOM, "there.test")
+    room.persist_event(member("@a:there.test", "join", ["$join"], 3), "$a1", "10")
+    room.persist_event(member("@b:there.test", "join", ["$a1"], 4), "$b1", "10")
+    room.persist_event(member("@a:there.test", "join", ["$b1"], 5), "$a2", "10")  # no change
+    room.persist_event(member("@a:there.test", "leave", ["$a2"], 6), "$a3", "10")
+    assert room.has_local_joined_member(ROOM, "there.test")
+    room.persist_event(member("@b:there.test", "knock", ["$a3"], 7), "$b2", "10")
+    assert not room.has_local_joined_member(ROOM, "there.test")
+    assert room.conn.execute("SELECT count(*) FROM room_server_joined_members").fetchone()[0] == 1
+
+
+def test_has_local_joined_member_is_one_primary_key_lookup(room):
+    plan = room.conn.execute(
+        "EXPLAIN QUERY PLAN SELECT 1 FROM room_server_joined_members"
+        " WHERE room_id = ? AND server_name = ?",
+        (ROOM, "here.test"),
+    ).fetchall()
+    assert "PRIMARY KEY" in plan[0][-1]
+    assert "SCAN" not in plan[0][-1]
+
+
+def test_get_memberships_lists_current_members_by_membership(room):
+    room.persist_event(member("@k:there.test", "knock", ["$join"], 3), "$k", "10")
+    assert [e["state_key"] for e in room.get_memberships(ROOM, "join")] == ["@admin:here.test"]
+    assert [e["state_key"] for e in room.get_memberships(ROOM, "knock")] == ["@k:there.test"]
+    assert room.get_memberships(ROOM, "ban") == []
+
+
+def test_get_state_event_before_sees_only_earlier_accepted_state(room):
+    room.persist_event(member("@k:there.test", "knock", ["$join"], 3), "$k1", "10")
+    room.persist_event(member("@k:there.test", "leave", ["$k1"], 4), "$k2", "10")
+    room.persist_event(member("@k:there.test", "ban", ["$k2"], 5), "$k3", "10", rejected=True)
+    k1, k2, k3 = (room.get_stream_ordering(e) for e in ("$k1", "$k2", "$k3"))
+    assert k1 < k2 < k3
+    assert room.get_stream_ordering("$nope") is None
+    key = (ROOM, "m.room.member", "@k:there.test")
+    assert room.get_state_event_before(*key, k1) is None
+    assert room.get_state_event_before(*key, k2)["content"]["membership"] == "knock"
+    assert room.get_state_event_before(*key, k3)["content"]["membership"] == "leave"
+    # the rejected ban is never state
+    assert room.get_state_event_before(*key, k3 + 100)["content"]["membership"] == "leave"
+
+
+def test_get_state_event_before_uses_the_state_history_index(room):
+    plan = room.conn.execute(
+        "EXPLAIN QUERY PLAN SELECT json FROM events"
+        " WHERE room_id = ? AND type = ? AND state_key = ? AND rejected = 0"
+        " AND stream_ordering < ? ORDER BY stream_ordering DESC LIMIT 1",
+        (ROOM, "m.room.member", "@a:b", 10),
+    ).fetchall()
+    assert "events_state_history" in plan[0][-1]
+
+
+def test_get_current_state_event_uses_the_primary_key(room):
+    plan = " ".join(
+        row[-1]
+        for row in room.conn.execute(
+            "EXPLAIN QUERY PLAN SELECT e.json FROM current_state AS cs"
+            " JOIN events AS e ON e.event_id = cs.event_id"
+            " WHERE cs.room_id = ? AND cs.type = ? AND cs.state_key = ?",
+            (ROOM, "m.room.create", ""),
+        )
+    )
+    assert "SCAN" not in plan
+
+
+def test_current_state_ids_and_events_with_ids(room):
+    assert room.get_current_state_ids(ROOM) == {
+        ("m.room.create", ""): "$create",
+        ("m.room.member", "@admin:here.test"): "$join",
+    }
+    found = room.get_current_state_events_with_ids(
+        ROOM, [("m.room.create", ""), ("m.room.power_levels", "")]
+    )
+    assert list(found) == [("m.room.create", "")]
+    assert found[("m.room.create", "")][0] == "$create"
+
+
+def test_migration_003_counts_members_stored_before_it(tmp_path):
+    conn = sqlite3.connect(tmp_path / "old.db")
+    db = sqlite_utils.Database(conn)
+    for name, script in MIGRATIONS[:2]:
+        conn.executescript(script)
+        conn.execute("CREATE TABLE IF NOT EXISTS _migrations (name TEXT PRIMARY KEY, applied_ts)")
+        conn.execute("INSERT INTO _migrations VALUES (?, 0)", (name,))
+    conn.executemany(
+        "INSERT INTO current_state VALUES (?, 'm.room.member', ?, ?, ?)",
+        [
+            (ROOM, "@a:x.test", "$1", "join"),
+            (ROOM, "@b:x.test", "$2", "join"),
+            (ROOM, "@c:y.test", "$3", "leave"),
+        ],
+    )
+    conn.commit()
+    assert apply_migrations(db) == ["003_joined_members_per_server"]
+    rows = conn.execute("SELECT * FROM room_server_joined_members").fetchall()
+    assert rows == [(ROOM, "x.test", 2)]
