@@ -1,0 +1,169 @@
+"""A real fake homeserver for tests: its own ed25519 key, served over HTTPS on loopback."""
+
+import asyncio
+import contextlib
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import trustme
+from canonicaljson import encode_canonical_json
+from signedjson.key import generate_signing_key, get_verify_key
+from signedjson.types import SigningKey
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+from unpaddedbase64 import encode_base64
+
+from matrix.server_keys import KEY_VALIDITY_MS, build_server_keys
+from matrix.xmatrix import sign_request
+from tests.live_server import serve_in_thread
+
+FAULT_MODES = ("ok", "hang", "garbage", "wrong_server_name", "bad_signature", "refuse")
+
+
+class TestCA:
+    """A throwaway certificate authority and a loopback certificate (127.0.0.1, localhost)."""
+
+    def __init__(self, directory: Path):
+        directory.mkdir(parents=True, exist_ok=True)
+        self.ca = trustme.CA()
+        self.ca_file = directory / "ca.pem"
+        self.ca.cert_pem.write_to_path(str(self.ca_file))
+        server_cert = self.ca.issue_cert("127.0.0.1", "localhost")
+        self.cert_file = directory / "server.pem"
+        self.key_file = directory / "server.key"
+        server_cert.cert_chain_pems[0].write_to_path(str(self.cert_file))
+        for pem in server_cert.cert_chain_pems[1:]:
+            pem.write_to_path(str(self.cert_file), append=True)
+        server_cert.private_key_pem.write_to_path(str(self.key_file))
+
+    def ssl_options(self) -> dict[str, Any]:
+        return {"ssl_certfile": str(self.cert_file), "ssl_keyfile": str(self.key_file)}
+
+
+class RemoteHomeserver:
+    """Another homeserver: serves its self-signed key document and signs requests with its key.
+
+    ``server_name`` is ``127.0.0.1:<port>`` (an IP literal with a port: no discovery needed).
+    ``key_fetches`` counts requests to its key endpoint. ``mode`` switches that endpoint into a
+    fault: hang (sleep past the fetcher's timeout), garbage (not JSON), wrong_server_name,
+    bad_signature; ``refuse()`` stops the server so connections are refused.
+    """
+
+    __test__ = False
+
+    def __init__(self, ca: TestCA, clock: Callable[[], int], *, key_version: str = "remote1"):
+        self.ca = ca
+        self.clock = clock
+        self.signing_key: SigningKey = generate_signing_key(key_version)
+        self.old_verify_keys: dict[str, dict[str, Any]] = {}
+        self.old_signing_keys: dict[str, SigningKey] = {}
+        self.mode = "ok"
+        self.hang_s = 6.0
+        # When set, the key document's valid_until_ts (else now + a day, as we publish).
+        self.valid_until_ts: int | None = None
+        self.key_fetches = 0
+        self.server_name = ""
+        self.base_url = ""
+        self._lock = threading.Lock()
+        self._stack = contextlib.ExitStack()
+        self.app = Starlette(routes=[Route("/_matrix/key/v2/server", self._keys)])
+
+    # Lifecycle --------------------------------------------------------------------------
+
+    def start(self) -> "RemoteHomeserver":
+        # A short graceful shutdown: a hanging key request must not hold the test up.
+        self.base_url = self._stack.enter_context(
+            serve_in_thread(self.app, timeout_graceful_shutdown=1, **self.ca.ssl_options())
+        )
+        self.server_name = self.base_url.removeprefix("https://")
+        return self
+
+    def refuse(self) -> None:
+        """Stop serving: the port now refuses connections."""
+        self._stack.close()
+
+    def stop(self) -> None:
+        self._stack.close()
+
+    def __enter__(self) -> "RemoteHomeserver":
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    # Keys ---------------------------------------------------------------------------------
+
+    @property
+    def key_id(self) -> str:
+        return f"{self.signing_key.alg}:{self.signing_key.version}"
+
+    @property
+    def verify_key_base64(self) -> str:
+        return encode_base64(get_verify_key(self.signing_key).encode())
+
+    def rotate_key(self, new_version: str) -> SigningKey:
+        """Retire the current key (into old_verify_keys, expired now) and sign with a new one."""
+        old = self.signing_key
+        old_id = f"{old.alg}:{old.version}"
+        self.old_verify_keys[old_id] = {
+            "key": encode_base64(get_verify_key(old).encode()),
+            "expired_ts": self.clock(),
+        }
+        self.old_signing_keys[old_id] = old
+        self.signing_key = generate_signing_key(new_version)
+        return old
+
+    def key_document(self, server_name: str | None = None) -> dict[str, Any]:
+        now = self.clock()
+        if self.valid_until_ts is not None:
+            # build_server_keys publishes now + KEY_VALIDITY_MS; shift "now" to get our value.
+            now = self.valid_until_ts - KEY_VALIDITY_MS
+        return build_server_keys(
+            server_name or self.server_name, self.signing_key, self.old_verify_keys, now
+        )
+
+    async def _keys(self, request: Request) -> Response:
+        response = await self._key_response()
+        # No keep-alive: an idle TLS connection from the server under test would otherwise
+        # hold up this server's shutdown (nobody on the client side answers close_notify).
+        response.headers["connection"] = "close"
+        return response
+
+    async def _key_response(self) -> Response:
+        with self._lock:
+            self.key_fetches += 1
+        mode = self.mode
+        if mode == "hang":
+            await asyncio.sleep(self.hang_s)
+        if mode == "garbage":
+            return Response(b"\x00{not json", media_type="application/json")
+        if mode == "wrong_server_name":
+            return JSONResponse(self.key_document("someone-else.example"))
+        document = self.key_document()
+        if mode == "bad_signature":
+            impostor = generate_signing_key(self.signing_key.version)
+            document = build_server_keys(
+                self.server_name, impostor, self.old_verify_keys, self.clock()
+            )
+            document["verify_keys"] = self.key_document()["verify_keys"]
+        return Response(encode_canonical_json(document), media_type="application/json")
+
+    # Requests -----------------------------------------------------------------------------
+
+    def auth_header(
+        self,
+        method: str,
+        uri: str,
+        destination: str,
+        content: Any = None,
+        *,
+        signing_key: SigningKey | None = None,
+    ) -> str:
+        """The Authorization header this server would send for the request."""
+        return sign_request(
+            method, uri, self.server_name, destination, signing_key or self.signing_key, content
+        )
