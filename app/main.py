@@ -17,7 +17,7 @@ from starlette.types import ASGIApp
 
 from app import errors
 from app.access_log import AccessLogMiddleware
-from app.auth import SECURITY_MAP, BodyBufferMiddleware
+from app.auth import SECURITY_MAP, BodyBufferMiddleware, OriginReportMiddleware
 from app.config import Config, load_config
 from app.keyring import Keyring
 from app.signing_key import load_old_verify_keys, load_or_generate_signing_key
@@ -90,6 +90,7 @@ def create_app(
         position=MiddlewarePosition.BEFORE_SECURITY,
         max_body_bytes=config.max_request_body_bytes,
     )
+    connexion_app.add_middleware(OriginReportMiddleware, position=MiddlewarePosition.BEFORE_SWAGGER)
     connexion_app.add_error_handler(MatrixError, errors.handle_matrix_error)
     connexion_app.add_error_handler(ProblemException, errors.handle_problem)
     connexion_app.add_error_handler(HTTPException, errors.handle_http_exception)

@@ -1,0 +1,191 @@
+"""X-Matrix request authentication: body buffering before security, and the security handler.
+
+Wiring in Connexion 3.3 (read from connexion/security.py and middleware/security.py):
+``SecurityHandlerFactory.parse_security_scheme`` looks a ``type: http`` scheme up by its
+*lower-cased* ``scheme`` in ``security_map``, instantiates the class with no arguments and calls
+``get_fn(security_scheme, required_scopes)``. The returned callable gets a ``ConnexionRequest``
+and returns token info (``{"sub": ...}`` becomes the handlers' ``user`` argument). An exception
+it raises is re-raised by ``verify_security`` when it carries a ``status`` attribute, so our
+MatrixError reaches the app's MatrixError handler and renders as Matrix JSON. The function can
+read the scope (headers, raw_path, query_string, lifespan state) but not the body, hence
+BodyBufferMiddleware at MiddlewarePosition.BEFORE_SECURITY.
+"""
+
+import logging
+from typing import Any
+
+from connexion.lifecycle import ConnexionRequest
+from connexion.security import AbstractSecurityHandler
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from app.keyring import Keyring
+from matrix.canonical import parse_json_object
+from matrix.errors import MatrixError
+from matrix.ids import parse_server_name
+from matrix.types import JsonDict
+from matrix.xmatrix import (
+    build_request_json,
+    check_request_signature,
+    parse_authorization_headers,
+)
+
+logger = logging.getLogger(__name__)
+
+BODY_SCOPE_KEY = "antechamber.body"
+ORIGIN_SCOPE_KEY = "antechamber.origin"
+_ORIGIN_REPORT_KEY = "antechamber.origin_report"
+# The name of the scheme in openapi/federation.yaml (components.securitySchemes), lower-cased
+# because that is how Connexion looks it up.
+SECURITY_SCHEME = "x-matrix"
+
+
+class BodyBufferMiddleware:
+    """Reads each request body once (at most ``max_body_bytes``), keeps it in the scope for the
+    security handler, and replays it to the rest of the stack."""
+
+    def __init__(self, app: ASGIApp, *, max_body_bytes: int):
+        self.app = app
+        self.max_body_bytes = max_body_bytes
+
+    def _too_large(self) -> MatrixError:
+        return MatrixError(
+            "M_TOO_LARGE", f"Request body is larger than {self.max_body_bytes} bytes"
+        )
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        for name, value in scope.get("headers", []):
+            if name == b"content-length":
+                try:
+                    declared = int(value)
+                except ValueError:
+                    raise MatrixError("M_UNKNOWN", "Bad Content-Length", status=400) from None
+                if declared > self.max_body_bytes:
+                    # Refuse before reading a byte of it.
+                    raise self._too_large()
+        chunks: list[bytes] = []
+        total = 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            chunk = message.get("body", b"")
+            total += len(chunk)
+            if total > self.max_body_bytes:
+                raise self._too_large()
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        body = b"".join(chunks)
+        scope[BODY_SCOPE_KEY] = body
+        replayed = False
+
+        async def replay() -> Message:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            # After the body, only a disconnect can come.
+            return await receive()
+
+        await self.app(scope, replay, send)
+
+
+class OriginReportMiddleware:
+    """Lets the outer layers see the verified origin.
+
+    Connexion's SwaggerUI and Routing middlewares pass a shallow *copy* of the scope on, so a key
+    the security handler sets never reaches the access log's scope. Placed before both, this
+    puts a shared dict into the scope that the copy inherits, and moves its origin back out.
+    """
+
+    def __init__(self, app: ASGIApp):
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        report: dict[str, str] = {}
+        scope[_ORIGIN_REPORT_KEY] = report
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            if "origin" in report:
+                scope[ORIGIN_SCOPE_KEY] = report["origin"]
+
+
+def _unauthorized(message: str) -> MatrixError:
+    return MatrixError("M_UNAUTHORIZED", message)
+
+
+def request_uri(scope: Scope) -> str:
+    """The request target exactly as sent: raw percent-encoded path, then ``?query``."""
+    raw_path: bytes = scope.get("raw_path") or scope["path"].encode("utf-8")
+    uri = raw_path.decode("latin-1")
+    query: bytes = scope.get("query_string", b"")
+    if query:
+        uri += "?" + query.decode("latin-1")
+    return uri
+
+
+async def authenticate_request(
+    scope: Scope, server_name: str, keyring: Keyring, now_ms: int
+) -> str:
+    """Check the X-Matrix signature of the request in ``scope``; return the verified origin.
+
+    SS §Request Authentication: rebuild {method, uri, origin, destination, content} as sent,
+    with our own name as destination, and verify it with the origin's current keys.
+    """
+    headers = [
+        value.decode("latin-1") for name, value in scope["headers"] if name == b"authorization"
+    ]
+    auth = parse_authorization_headers(headers)
+    try:
+        parse_server_name(auth.origin)
+    except MatrixError:
+        raise _unauthorized("Origin is not a valid server name") from None
+    # SS: a destination other than our own name must be refused with 401.
+    if auth.destination is not None and auth.destination != server_name:
+        raise _unauthorized("Request is for another destination")
+    body: bytes = scope.get(BODY_SCOPE_KEY, b"")
+    # content only when there is a body; it must be a JSON object (400 M_NOT_JSON / M_BAD_JSON,
+    # as the body validators would say).
+    content: JsonDict | None = parse_json_object(body) if body else None
+    request_json = build_request_json(
+        scope["method"], request_uri(scope), auth.origin, server_name, content
+    )
+    key_ids = [key_id for key_id, _sig in auth.signatures]
+    verify_keys = await keyring.get_verify_keys(auth.origin, key_ids, now_ms)
+    check_request_signature(request_json, auth, verify_keys)
+    return auth.origin
+
+
+class XMatrixSecurityHandler(AbstractSecurityHandler):  # type: ignore[misc]  # untyped
+    """Connexion security handler for ``{type: http, scheme: X-Matrix}``.
+
+    Registered as ``security_map={"x-matrix": XMatrixSecurityHandler}``; it needs no
+    ``x-...Func`` entry in the contract. Per-worker state (keyring, server name, clock) comes
+    from the lifespan state in the scope.
+    """
+
+    def get_fn(self, security_scheme: dict[str, Any], required_scopes: Any) -> Any:
+        async def verify(request: ConnexionRequest) -> dict[str, str]:
+            scope = request.scope
+            state = scope["state"]
+            origin = await authenticate_request(
+                scope, state["server_name"], state["keyring"], state["clock"]()
+            )
+            scope[ORIGIN_SCOPE_KEY] = origin
+            # For the access log, through OriginReportMiddleware.
+            report = scope.get(_ORIGIN_REPORT_KEY)
+            if report is not None:
+                report["origin"] = origin
+            return {"sub": origin}
+
+        return verify
+
+
+SECURITY_MAP: dict[str, type[AbstractSecurityHandler]] = {SECURITY_SCHEME: XMatrixSecurityHandler}
