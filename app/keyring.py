@@ -24,6 +24,8 @@ MAX_KEY_VALIDITY_MS = 7 * 24 * 60 * 60 * 1000
 # A key document is well under a kilobyte per key; this is generous.
 KEY_RESPONSE_MAX_BYTES = 256 * 1024
 KEY_PATH = "/_matrix/key/v2/server"
+# Bound the memory of made-up key ids: past this, expired entries are dropped.
+MAX_MISSING_KEYS_REMEMBERED = 10_000
 # APPX §Signing Keys: key id = algorithm ":" version, version of [a-zA-Z0-9_].
 _KEY_ID_RE = re.compile(r"^ed25519:[a-zA-Z0-9_]+$")
 _BASE64_32_BYTES_RE = re.compile(r"^[A-Za-z0-9+/]{43}$")
@@ -282,6 +284,11 @@ class Keyring:
         for key_id, key in keys.items():
             self._keys[(server_name, key_id)] = key
         self._server_backoff.pop(server_name, None)
+        if len(self._missing_key_backoff) > MAX_MISSING_KEYS_REMEMBERED:
+            now = self._clock()
+            self._missing_key_backoff = {
+                k: until for k, until in self._missing_key_backoff.items() if until > now
+            }
         for key_id in key_ids:
             if key_id not in keys:
                 self._missing_key_backoff[(server_name, key_id)] = self._clock() + self._backoff_ms
