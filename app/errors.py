@@ -13,6 +13,7 @@ from connexion.exceptions import (
 from connexion.lifecycle import ConnexionRequest, ConnexionResponse
 from connexion.validators import JSONRequestBodyValidator, ParameterValidator
 from jsonschema import ValidationError
+from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
 
 from matrix.canonical import parse_json_object
@@ -77,7 +78,11 @@ def matrix_error_for_http_exception(exc: HTTPException) -> MatrixError:
 
 def handle_http_exception(request: ConnexionRequest, exc: Exception) -> ConnexionResponse:
     assert isinstance(exc, HTTPException)
-    return _response(matrix_error_for_http_exception(exc))
+    response = _response(matrix_error_for_http_exception(exc))
+    # RFC 9110 §15.5.6: a 405 lists the allowed methods.
+    if exc.headers and "allow" in {k.lower() for k in exc.headers}:
+        response.headers.update(exc.headers)
+    return response
 
 
 def handle_unexpected(request: ConnexionRequest, exc: Exception) -> ConnexionResponse:
@@ -86,11 +91,11 @@ def handle_unexpected(request: ConnexionRequest, exc: Exception) -> ConnexionRes
     return _response(MatrixError("M_UNKNOWN", f"Internal server error (request {request_id})"))
 
 
-class MatrixParameterValidator(ParameterValidator):
+class MatrixParameterValidator(ParameterValidator):  # type: ignore[misc]
     """Connexion's parameter validation, raising M_MISSING_PARAM / M_INVALID_PARAM."""
 
     @staticmethod
-    def validate_parameter(  # type: ignore[override]
+    def validate_parameter(
         parameter_type: str, value: t.Any, param: dict[str, t.Any], param_name: str | None = None
     ) -> str | None:
         error: str | None = ParameterValidator.validate_parameter(
@@ -104,8 +109,14 @@ class MatrixParameterValidator(ParameterValidator):
         raise MatrixError("M_INVALID_PARAM", f"Invalid {parameter_type} parameter '{name}'")
 
 
-class MatrixJSONBodyValidator(JSONRequestBodyValidator):
+class MatrixJSONBodyValidator(JSONRequestBodyValidator):  # type: ignore[misc]
     """Request bodies: M_NOT_JSON when not JSON, M_BAD_JSON when JSON of the wrong shape."""
+
+    async def wrap_receive(self, receive: t.Any, *, scope: t.Any) -> t.Any:
+        # Connexion refuses an empty body before parsing; an empty body is not JSON (M_NOT_JSON).
+        if self._required and not int(Headers(scope=scope).get("content-length", 0)):
+            raise MatrixError("M_NOT_JSON", "Request body must be a JSON object")
+        return await super().wrap_receive(receive, scope=scope)
 
     async def _parse(self, stream: t.AsyncGenerator[bytes, None], scope: t.Any) -> t.Any:
         raw = b"".join([chunk async for chunk in stream])

@@ -162,3 +162,9 @@ def test_errors_outer_layer_turns_a_crash_into_json():
     assert sent[0]["status"] == 500
     assert (b"content-type", b"application/json") in sent[0]["headers"]
     assert b'"errcode":"M_UNKNOWN"' in sent[1]["body"]
+
+
+def test_errors_wrong_method_lists_allowed_methods(fixture_client):
+    response = fixture_client.post("/_test/boom")
+    assert_matrix_error(response, 405, "M_UNRECOGNIZED")
+    assert "GET" in response.headers["allow"]
