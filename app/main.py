@@ -20,6 +20,7 @@ from app.access_log import AccessLogMiddleware
 from app.auth import SECURITY_MAP, BodyBufferMiddleware, OriginReportMiddleware
 from app.config import Config, load_config
 from app.keyring import Keyring
+from app.paths import EncodedSlashMiddleware
 from app.signing_key import load_old_verify_keys, load_or_generate_signing_key
 from db.store import Store
 from matrix.errors import MatrixError
@@ -90,6 +91,8 @@ def create_app(
         position=MiddlewarePosition.BEFORE_SECURITY,
         max_body_bytes=config.max_request_body_bytes,
     )
+    # Ids may contain '/': route on a path where %2F stays encoded (app/paths.py).
+    connexion_app.add_middleware(EncodedSlashMiddleware, position=MiddlewarePosition.BEFORE_ROUTING)
     connexion_app.add_middleware(OriginReportMiddleware, position=MiddlewarePosition.BEFORE_SWAGGER)
     connexion_app.add_error_handler(MatrixError, errors.handle_matrix_error)
     connexion_app.add_error_handler(ProblemException, errors.handle_problem)

@@ -1,10 +1,10 @@
 """Typed access to the per-worker state the app's lifespan puts on every request."""
 
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Iterable
+from typing import Any, Protocol
 
 from connexion import request
-from signedjson.types import SigningKey
+from signedjson.types import SigningKey, VerifyKey
 
 from db.store import Store
 
@@ -36,3 +36,16 @@ def store() -> Store:
 def now_ms() -> int:
     clock: Callable[[], int] = _state().clock
     return clock()
+
+
+class EventKeySource(Protocol):
+    """The per-worker keyring, as far as handlers need it (app/keyring.py implements it)."""
+
+    async def get_event_verify_keys(
+        self, server_name: str, key_ids: Iterable[str], origin_server_ts: int
+    ) -> dict[str, VerifyKey]: ...
+
+
+def keyring() -> EventKeySource:
+    value: EventKeySource = _state().keyring
+    return value

@@ -62,6 +62,9 @@ def test_contract_every_error_response_is_a_matrix_error():
     for path, item in contract()["paths"].items():
         for method in METHODS:
             for status, response in item.get(method, {}).get("responses", {}).items():
+                if "$ref" in response:
+                    name = response["$ref"].rsplit("/", 1)[-1]
+                    response = contract()["components"]["responses"][name]
                 if status.startswith(("4", "5")):
                     schema = response["content"]["application/json"]["schema"]
                     assert schema == {"$ref": "#/components/schemas/MatrixError"}, (

@@ -1,0 +1,172 @@
+"""knocks.yaml: the knock handshake, make_knock and send_knock."""
+
+import logging
+from collections.abc import Callable
+from urllib.parse import unquote
+
+from signedjson.types import VerifyKey
+
+from db.store import Store
+from handlers import _context
+from matrix.acl import check_server_acl
+from matrix.auth_rules import CREATE_KEY, StateKey, get_auth_event_keys
+from matrix.errors import MatrixError
+from matrix.events import check_event_signature
+from matrix.ids import get_domain, parse_room_id, parse_user_id
+from matrix.knock import (
+    KNOCK_ROOM_STATE_KEYS,
+    build_knock_template,
+    check_make_knock_allowed,
+    check_send_knock_auth,
+    check_send_knock_event,
+    get_knock_state_keys,
+    get_redacted_if_hash_mismatch,
+)
+from matrix.room_versions import RoomVersion, get_room_version
+from matrix.types import JsonDict
+
+logger = logging.getLogger(__name__)
+
+
+def _load_room(store: Store, room_id: str, server_name: str) -> RoomVersion:
+    """The room's version, or 404 when the room is unknown here or we have left it."""
+    version_id = store.get_room_version(room_id)
+    room_version = get_room_version(version_id) if version_id else None
+    # knocks.yaml 404 "unknown room"; Synapse also answers 404 when it has no joined user in
+    # the room (it cannot build an event there).
+    if room_version is None or not store.has_local_joined_member(room_id, server_name):
+        raise MatrixError("M_NOT_FOUND", f"Unknown room {room_id}")
+    return room_version
+
+
+def _check_acl(store: Store, room_id: str, origin: str) -> None:
+    # SS §Server Access Control Lists: make_knock and send_knock are ACL-protected; 403.
+    acl = store.get_current_state_event(room_id, "m.room.server_acl", "")
+    check_server_acl(origin, acl["content"] if acl else None)
+
+
+async def make_knock(roomId: str, userId: str, ver: list[str], user: str) -> JsonDict:
+    """GET /_matrix/federation/v1/make_knock/{roomId}/{userId} (knocks.yaml)."""
+    origin = user
+    # Path ids arrive with %2F and %25 still encoded (app/paths.py); decode them here.
+    room_id = parse_room_id(unquote(roomId))
+    user_id = parse_user_id(unquote(userId))
+    store = _context.store()
+    server_name = _context.server_name()
+    room_version = _load_room(store, room_id, server_name)
+    _check_acl(store, room_id, origin)
+    check_make_knock_allowed(room_version, ver, user_id, origin)
+    found = store.get_current_state_events_with_ids(room_id, get_knock_state_keys(user_id))
+    event = build_knock_template(
+        room_version,
+        room_id=room_id,
+        user_id=user_id,
+        state={key: event for key, (_, event) in found.items()},
+        state_event_ids={key: event_id for key, (event_id, _) in found.items()},
+        prev_events=store.get_forward_extremities(room_id),
+        origin=server_name,
+        origin_server_ts=_context.now_ms(),
+    )
+    return {"room_version": room_version.identifier, "event": event}
+
+
+async def _get_event_verify_keys(server_name: str, event: JsonDict) -> dict[str, VerifyKey]:
+    signatures = event["signatures"].get(server_name)
+    key_ids = list(signatures) if isinstance(signatures, dict) else []
+    if not key_ids:
+        return {}
+    return await _context.keyring().get_event_verify_keys(
+        server_name, key_ids, event["origin_server_ts"]
+    )
+
+
+async def _get_authoriser_check(
+    event: JsonDict, room_version: RoomVersion
+) -> Callable[[str], bool]:
+    """v8+ auth rule 4.2: join_authorised_via_users_server must be signed by that user's server;
+    fetch its keys up front so the pure rules can ask synchronously."""
+    authoriser = event["content"].get("join_authorised_via_users_server")
+    keys: dict[str, dict[str, VerifyKey]] = {}
+    if room_version.restricted_join_rule and isinstance(authoriser, str) and ":" in authoriser:
+        server = get_domain(authoriser)
+        keys[server] = await _get_event_verify_keys(server, event)
+
+    def is_signed_by(server_name: str) -> bool:
+        try:
+            check_event_signature(event, room_version, server_name, keys.get(server_name, {}))
+        except MatrixError:
+            return False
+        return True
+
+    return is_signed_by
+
+
+def _load_auth_events(store: Store, event: JsonDict) -> list[JsonDict]:
+    auth_events = []
+    for auth_event_id in event["auth_events"]:
+        auth_event = store.get_event(auth_event_id)
+        # SS §Checks performed on receipt of a PDU, step 4: auth events must be known and not
+        # rejected (we cannot fetch missing ones: this server only hosts rooms).
+        if auth_event is None or store.is_event_rejected(auth_event_id):
+            raise MatrixError("M_FORBIDDEN", f"Unknown or rejected auth event {auth_event_id}")
+        auth_events.append(auth_event)
+    return auth_events
+
+
+def _load_state_before(
+    store: Store, room_id: str, event: JsonDict, keys: list[StateKey]
+) -> dict[StateKey, JsonDict]:
+    """The state before the event: here, the state after its newest known prev_event.
+
+    Rooms hosted here have one resident, so their history is linear but for concurrent remote
+    events built on an older template; those only add membership events of their own senders,
+    which the auth rules judge against the member's own key, so taking the newest prev_event
+    stands in for state resolution.
+    """
+    orderings = [store.get_stream_ordering(prev_id) for prev_id in event["prev_events"]]
+    if not orderings or any(ordering is None for ordering in orderings):
+        raise MatrixError("M_FORBIDDEN", "The knock's prev_events are not known to this server")
+    newest = max(ordering for ordering in orderings if ordering is not None)
+    state = {}
+    for event_type, state_key in keys:
+        found = store.get_state_event_before(room_id, event_type, state_key, newest + 1)
+        if found is not None:
+            state[(event_type, state_key)] = found
+    return state
+
+
+async def send_knock(roomId: str, eventId: str, body: JsonDict, user: str) -> JsonDict:
+    """PUT /_matrix/federation/v1/send_knock/{roomId}/{eventId} (knocks.yaml)."""
+    origin = user
+    room_id = parse_room_id(unquote(roomId))
+    event_id = unquote(eventId)
+    store = _context.store()
+    room_version = _load_room(store, room_id, _context.server_name())
+    # knock-digest §1.3: a room version without knocking is 403, as Synapse and conduwuit do.
+    if not room_version.knock_join_rule:
+        raise MatrixError(
+            "M_FORBIDDEN", f"Room version {room_version.identifier} does not support knocking"
+        )
+    _check_acl(store, room_id, origin)
+    check_send_knock_event(body, room_version, room_id=room_id, event_id=event_id, origin=origin)
+    # knocks.yaml: the event must be signed by the sender's server (= origin); else 400.
+    verify_keys = await _get_event_verify_keys(origin, body)
+    check_event_signature(body, room_version, origin, verify_keys)
+    event = get_redacted_if_hash_mismatch(body, room_version)
+    if store.get_event(event_id) is None or store.is_event_rejected(event_id):
+        keys = [*get_auth_event_keys(event, room_version), CREATE_KEY]
+        current = store.get_current_state_events(room_id, keys)
+        check_send_knock_auth(
+            event,
+            room_version,
+            auth_events=_load_auth_events(store, event),
+            state_before=_load_state_before(store, room_id, event, keys),
+            current_state=current,
+            create_event=current.get(CREATE_KEY),
+            is_signed_by=await _get_authoriser_check(event, room_version),
+        )
+        # One transaction: event, current state and forward extremities (db/store.py).
+        store.persist_event(event, event_id, room_version.identifier)
+        logger.info("Accepted knock %s by %s in %s", event_id, event["sender"], room_id)
+    state = store.get_current_state_events(room_id, KNOCK_ROOM_STATE_KEYS)
+    return {"knock_room_state": [state[key] for key in KNOCK_ROOM_STATE_KEYS if key in state]}
