@@ -34,5 +34,8 @@ docs: venv
 
 check: lint test
 
+interop: venv
+	bash interop/run.sh
+
 clean:
 	rm -rf $(VENV) site .pytest_cache .mypy_cache .ruff_cache .coverage
