@@ -126,6 +126,30 @@ def cmd_rooms_state(config: Config, args: argparse.Namespace) -> int:
     return 0
 
 
+@_matrix_errors_as_one_line
+def cmd_rooms_knocks(config: Config, args: argparse.Namespace) -> int:
+    """Pending knocks: users whose current membership is knock (CS §Knocking on rooms)."""
+    with _open_store(config) as store:
+        version = _room_version(store, args.room_id)
+        events = store.get_memberships(args.room_id, "knock")
+    rows = [
+        {
+            "user_id": event["state_key"],
+            "reason": event["content"].get("reason"),
+            "origin_server_ts": event["origin_server_ts"],
+            "event_id": compute_event_id(event, version),
+        }
+        for event in events
+    ]
+    text = "\n".join(
+        f"{row['user_id']}  {row['origin_server_ts']}  {row['event_id']}"
+        + (f"  reason: {row['reason']}" if row["reason"] else "")
+        for row in rows
+    )
+    emit(args, rows, text or "no pending knocks")
+    return 0
+
+
 def _changed(args: argparse.Namespace, room_id: str, event_id: str) -> int:
     emit(args, {"room_id": room_id, "event_id": event_id}, event_id)
     return 0
@@ -194,6 +218,9 @@ def register(commands: Any, add: Callable[..., argparse.ArgumentParser]) -> None
 
     state = add(rooms, "state", cmd_rooms_state, "show a room's current state (full events)")
     state.add_argument("room_id")
+
+    knocks = add(rooms, "knocks", cmd_rooms_knocks, "list a room's pending knocks")
+    knocks.add_argument("room_id")
 
     join_rule = add(rooms, "join-rule", cmd_rooms_join_rule, "change a room's join rule")
     join_rule.add_argument("room_id")

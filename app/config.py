@@ -1,4 +1,4 @@
-"""Server configuration: defaults, an optional TOML file, then ANTECHAMBER_* environment overrides."""
+"""Server configuration: defaults, an optional TOML file, then ANTECHAMBER_* variables."""
 
 import dataclasses
 import os

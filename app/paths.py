@@ -18,9 +18,7 @@ _KEEP_ENCODED = re.compile(r"(%2[Ff]|%25)")
 def route_path(raw_path: str) -> str:
     """Percent-decode ``raw_path`` except for %2F and %25 (normalised to upper case)."""
     parts = _KEEP_ENCODED.split(raw_path)
-    return "".join(
-        part.upper() if index % 2 else unquote(part) for index, part in enumerate(parts)
-    )
+    return "".join(part.upper() if index % 2 else unquote(part) for index, part in enumerate(parts))
 
 
 class EncodedSlashMiddleware:

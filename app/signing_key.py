@@ -1,4 +1,4 @@
-"""The server's own ed25519 signing key: generated on first start, loaded afterwards (Synapse format)."""
+"""The server's own ed25519 signing key: generated on first start, then loaded (Synapse format)."""
 
 import json
 import logging
@@ -84,7 +84,9 @@ def load_old_verify_keys(path: Path) -> dict[str, dict[str, Any]]:
     except (OSError, ValueError) as exc:
         raise SigningKeyError(f"old verify keys {str(path)!r}: unreadable ({exc})") from None
     if not isinstance(document, dict) or not all(
-        isinstance(v, dict) and isinstance(v.get("key"), str) and isinstance(v.get("expired_ts"), int)
+        isinstance(v, dict)
+        and isinstance(v.get("key"), str)
+        and isinstance(v.get("expired_ts"), int)
         for v in document.values()
     ):
         raise SigningKeyError(
@@ -105,6 +107,7 @@ def rotate_signing_key(key_path: Path, old_keys_path: Path, now_ms: int) -> Sign
     with os.fdopen(fd, "w", encoding="utf-8") as handle:
         write_signing_keys(handle, [new_key])
     os.replace(tmp, key_path)
-    logger.info("Rotated signing key: %s retired, ed25519:%s is current", key_id(current),
-                new_key.version)
+    logger.info(
+        "Rotated signing key: %s retired, ed25519:%s is current", key_id(current), new_key.version
+    )
     return new_key

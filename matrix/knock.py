@@ -162,7 +162,7 @@ def check_pdu_format(event: JsonDict, room_version: RoomVersion) -> None:
     if (
         not isinstance(depth, int)
         or isinstance(depth, bool)
-        or not 0 <= depth <= (room_version.max_depth)
+        or not 0 <= depth <= room_version.max_depth
     ):
         raise _bad_json("'depth' must be a non-negative integer within the version's limit")
     hashes = event.get("hashes")
@@ -175,9 +175,10 @@ def check_pdu_format(event: JsonDict, room_version: RoomVersion) -> None:
         if not isinstance(ids, list) or len(ids) > limit:
             raise _bad_json(f"'{key}' must be a list of at most {limit} event ids")
         for event_id in ids:
-            if not isinstance(event_id, str):
-                raise _bad_json(f"'{key}' must hold event ids")
-            parse_event_id(event_id, room_version)
+            try:
+                parse_event_id(event_id if isinstance(event_id, str) else "", room_version)
+            except MatrixError:
+                raise _bad_json(f"'{key}' must hold event ids of this room version") from None
     # rooms/v3: event ids are computed, never sent; one in the body would be hashed and signed.
     if "event_id" in event:
         raise _bad_json("Events in this room version carry no 'event_id'")

@@ -58,10 +58,6 @@ class RoomVersion:
     # rooms/v12: the create event is never selected into auth_events.
     create_event_in_auth_events: bool
 
-    @property
-    def knocking_supported(self) -> bool:
-        return self.knock_join_rule
-
     def supports_join_rule(self, join_rule: str) -> bool:
         """Whether this version's auth rules know ``join_rule`` (CS §Room membership)."""
         return join_rule in {"public", "invite", "private"} or (
@@ -104,9 +100,7 @@ V6 = replace(
 V7 = replace(V6, identifier="7", knock_join_rule=True)
 V8 = replace(V7, identifier="8", redaction_rules=RedactionRules.V8, restricted_join_rule=True)
 V9 = replace(V8, identifier="9", redaction_rules=RedactionRules.V9)
-V10 = replace(
-    V9, identifier="10", integer_only_power_levels=True, knock_restricted_join_rule=True
-)
+V10 = replace(V9, identifier="10", integer_only_power_levels=True, knock_restricted_join_rule=True)
 V11 = replace(
     V10,
     identifier="11",

@@ -209,3 +209,31 @@ def test_cli_rooms_unknown_room_on_a_fresh_server_is_one_line_and_makes_no_key(t
     assert result.stdout == ""
     assert len(result.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "data" / "signing.key").exists()
+
+
+def test_cli_rooms_knocks_lists_pending_knocks(cli_env, capsys):
+    from app.signing_key import load_or_generate_signing_key
+    from tests.factories import add_knock, make_remote_server, make_room_admin
+
+    room_id = create(capsys, "--version", "11", "--join-rule", "knock")
+    code, out, _ = run(capsys, "rooms", "knocks", room_id, "--json")
+    assert (code, json.loads(out)) == (0, [])
+    remote = make_remote_server()
+    store = Store.open(cli_env / "antechamber.db")
+    key = load_or_generate_signing_key(cli_env / "signing.key")
+    admin = make_room_admin(store, "cli.test", key)
+    event_id = add_knock(admin, room_id, remote.user("alice"), remote=remote)
+    store.close()
+    code, out, _ = run(capsys, "rooms", "knocks", room_id, "--json")
+    assert code == 0
+    (knock,) = json.loads(out)
+    assert knock["user_id"] == remote.user("alice")
+    assert knock["event_id"] == event_id
+    assert isinstance(knock["origin_server_ts"], int)
+    code, out, _ = run(capsys, "rooms", "knocks", room_id)
+    assert code == 0
+    assert remote.user("alice") in out
+
+
+def test_cli_rooms_knocks_unknown_room_is_one_line(cli_env, capsys):
+    assert_one_line_error(*run(capsys, "rooms", "knocks", "!nope:cli.test"))

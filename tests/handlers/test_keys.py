@@ -22,7 +22,9 @@ def test_keys_document_verifies_with_its_own_key(client, config):
     assert document["old_verify_keys"] == {}
     # keys_server.yaml: valid_until_ts ahead by about a day (never under an hour).
     assert document["valid_until_ts"] == FIXED_NOW_MS + 24 * 3600 * 1000
-    verify_key = decode_verify_key_bytes(key_id, decode_base64(document["verify_keys"][key_id]["key"]))
+    verify_key = decode_verify_key_bytes(
+        key_id, decode_base64(document["verify_keys"][key_id]["key"])
+    )
     verify_signed_json(document, SERVER_NAME, verify_key)
     assert list(document["signatures"]) == [SERVER_NAME]
 

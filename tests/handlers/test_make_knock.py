@@ -1,23 +1,14 @@
 """make_knock over HTTP: every row of the behaviour table, and the knocking server's round trip."""
 
-from collections.abc import Iterator
-from dataclasses import dataclass
-from urllib.parse import quote
-
 import pytest
-from starlette.testclient import TestClient
 
-from app.config import Config
-from app.main import create_app
-from app.rooms import RoomAdmin
-from app.signing_key import load_or_generate_signing_key
-from db.store import Store
 from matrix.auth_rules import check_auth_events_selection, check_auth_rules
 from matrix.events import check_event_signature, compute_event_id, sign_event
 from matrix.room_versions import KNOWN_ROOM_VERSIONS
 from matrix.xmatrix import decode_verify_key
 from tests.conftest import FIXED_NOW_MS, SERVER_NAME
-from tests.factories import add_knock, add_member, create_room, make_room_admin, signer_of
+from tests.factories import add_knock, add_member, create_room
+from tests.handlers.knock_env import KnockEnv, assert_error
 
 TEMPLATE_KEYS = {
     "room_id",
@@ -31,57 +22,6 @@ TEMPLATE_KEYS = {
     "prev_events",
     "auth_events",
 }
-
-
-@dataclass
-class KnockEnv:
-    client: TestClient
-    admin: RoomAdmin
-    store: Store
-    remote: object
-
-    @property
-    def remote_signer(self):
-        return signer_of(self.remote)
-
-    @property
-    def user(self) -> str:
-        return f"@alice:{self.remote.server_name}"
-
-    def make_knock(
-        self,
-        room_id: str,
-        user_id: str | None = None,
-        query: str = "ver=7&ver=10&ver=11&ver=12",
-        *,
-        signed: bool = True,
-    ):
-        user_id = user_id or self.user
-        uri = f"/_matrix/federation/v1/make_knock/{quote(room_id, safe='')}/{quote(user_id, safe='')}"
-        if query:
-            uri += "?" + query
-        headers = {"Authorization": self.remote.auth_header("GET", uri, SERVER_NAME)} if signed else {}
-        return self.client.get(uri, headers=headers)
-
-
-@pytest.fixture
-def env(federation_config: Config, remote, clock) -> Iterator[KnockEnv]:
-    key = load_or_generate_signing_key(federation_config.resolved_signing_key_path)
-    store = Store.open(federation_config.database_path)
-    admin = make_room_admin(store, SERVER_NAME, key, clock)
-    app = create_app(federation_config, clock=clock)
-    with TestClient(app, raise_server_exceptions=False) as client:
-        yield KnockEnv(client, admin, store, remote)
-    store.close()
-
-
-def assert_error(response, status: int, errcode: str) -> dict:
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"] == "application/json"
-    body = response.json()
-    assert body["errcode"] == errcode
-    assert body["error"]
-    return body
 
 
 VERSIONS = [pytest.param(v, id=f"v{v}") for v in ("7", "10", "11", "12")]
@@ -295,8 +235,9 @@ def test_make_knock_template_is_exact(env, version, prior):
     assert event["depth"] == max(depth for _, depth in extremities) + 1
     assert event["auth_events"] == expected_auth_events(env, room_id, version, env.user)
     if version == "12":
-        assert env.store.get_current_state_ids(room_id)[("m.room.create", "")] not in (
-            event["auth_events"]
+        assert (
+            env.store.get_current_state_ids(room_id)[("m.room.create", "")]
+            not in (event["auth_events"])
         )
 
 
@@ -317,7 +258,9 @@ def test_make_knock_round_trip_signs_verifies_and_authorises(env, version):
     event_id = compute_event_id(signed, room_version)
     assert event_id.startswith("$")
     verify_key = decode_verify_key(env.remote.key_id, env.remote.verify_key_base64)
-    check_event_signature(signed, room_version, env.remote.server_name, {env.remote.key_id: verify_key})
+    check_event_signature(
+        signed, room_version, env.remote.server_name, {env.remote.key_id: verify_key}
+    )
     auth_events = [env.store.get_event(event_id) for event_id in signed["auth_events"]]
     check_auth_events_selection(signed, auth_events, room_version)
     state = {(e["type"], e["state_key"]): e for e in auth_events}

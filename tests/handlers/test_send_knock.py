@@ -9,7 +9,7 @@ from matrix.events import compute_event_id, sign_event
 from matrix.room_versions import KNOWN_ROOM_VERSIONS
 from tests.conftest import FIXED_NOW_MS, SERVER_NAME
 from tests.factories import add_member, create_room, make_signing_key, stored_events
-from tests.handlers.test_make_knock import KnockEnv, assert_error, env  # noqa: F401
+from tests.handlers.knock_env import KnockEnv, assert_error
 
 VERSIONS = [pytest.param(v, id=f"v{v}") for v in ("7", "10", "11", "12")]
 
@@ -254,9 +254,7 @@ def test_send_knock_v11_missing_create_is_forbidden(env):
 
 def test_send_knock_unknown_auth_event_is_forbidden(env):
     room_id = create_room(env.admin, "12", "knock")
-    event, event_id = mutate(
-        env, room_id, "12", lambda d: d["auth_events"].append("$" + "B" * 43)
-    )
+    event, event_id = mutate(env, room_id, "12", lambda d: d["auth_events"].append("$" + "B" * 43))
     assert_error(send_knock(env, room_id, event_id, event), 403, "M_FORBIDDEN")
 
 
