@@ -155,6 +155,25 @@ class RoomAdmin:
         self.store.persist_events([event], draft.room_version.identifier)
         return event[1]
 
+    def send_state_events(
+        self, room_id: str, events: Iterable[tuple[str, str, JsonDict, str, Signer | None]]
+    ) -> list[str]:
+        """Send (type, state_key, content, sender, signer) events in order in ONE transaction.
+
+        For bulk imports (the benchmark's 100,000-member rooms): each event builds on the one
+        before and is authorised, signed and identified exactly as by send_state_event;
+        nothing is stored when any of them is refused. Returns their event ids.
+        """
+        draft = self._load_draft(room_id)
+        built = [
+            self._add_to_draft(
+                draft, type, state_key, content, parse_user_id(sender), signer or self.signer
+            )
+            for type, state_key, content, sender, signer in events
+        ]
+        self.store.persist_events(built, draft.room_version.identifier)
+        return [event_id for _event, event_id in built]
+
     def set_join_rule(
         self,
         room_id: str,

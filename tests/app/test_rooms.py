@@ -415,3 +415,44 @@ def test_prev_events_given_build_a_fork(admin, store):
             room_id, remote.user("d"), signer=signer_of(remote), prev_events=["$unknown"]
         )
     assert raised.value.errcode == "M_NOT_FOUND"
+
+
+def test_send_state_events_stores_a_batch_in_order_like_single_sends(admin, store):
+    room_id = create_room(admin, "12", "public")
+    remote = make_remote_server()
+    members = [remote.user(f"m{i}") for i in range(3)]
+    event_ids = admin.send_state_events(
+        room_id,
+        [("m.room.member", user, {"membership": "join"}, user, remote.signer) for user in members],
+    )
+    assert len(event_ids) == 3
+    for user, event_id in zip(members, event_ids, strict=True):
+        member = store.get_current_state_event(room_id, "m.room.member", user)
+        assert member is not None
+        assert compute_event_id(member, KNOWN_ROOM_VERSIONS["12"]) == event_id
+        check_event_signature(
+            member,
+            KNOWN_ROOM_VERSIONS["12"],
+            remote.server_name,
+            {remote.key_id: remote.verify_key},
+        )
+    # Each event builds on the one before: one chain, one forward extremity.
+    assert store.get_forward_extremities(room_id)[0][0] == event_ids[-1]
+    assert len(store.get_forward_extremities(room_id)) == 1
+
+
+def test_send_state_events_refused_event_writes_nothing_of_the_batch(admin, store):
+    room_id = create_room(admin, "12", "knock")
+    before = count_events(store)
+    ok = f"@ok:{SERVER_NAME}"
+    with pytest.raises(MatrixError) as raised:
+        admin.send_state_events(
+            room_id,
+            [
+                ("m.room.name", "", {"name": "fine"}, ADMIN, None),
+                # A join without an invite in a knock room: refused, so the name is not stored.
+                ("m.room.member", ok, {"membership": "join"}, ok, None),
+            ],
+        )
+    assert raised.value.errcode == "M_FORBIDDEN"
+    assert count_events(store) == before
