@@ -109,3 +109,25 @@ def test_cli_serve_generates_key_and_answers(tmp_path):
         process.send_signal(signal.SIGTERM)
         _, stderr = process.communicate(timeout=30)
     assert "GET /_matrix/federation/v1/version 200" in stderr, "one access line per request"
+
+
+def test_cli_sign_request_verifies_as_the_server(cli_env, capsys):
+    from signedjson.key import get_verify_key
+
+    from app.signing_key import load_signing_key
+    from matrix.xmatrix import build_request_json, check_request_signature
+    from matrix.xmatrix import parse_authorization_headers as parse
+
+    main(["keys", "generate"])
+    capsys.readouterr()
+    uri = "/_matrix/federation/v1/make_knock/%21r%3Ax/%40u%3Acli.test?ver=12"
+    assert main(["sign-request", "GET", uri, "--destination", "dest.test"]) == 0
+    header = capsys.readouterr().out.strip()
+    auth = parse([header])
+    assert (auth.origin, auth.destination) == ("cli.test", "dest.test")
+    key = load_signing_key(cli_env / "signing.key")
+    request = build_request_json("GET", uri, "cli.test", "dest.test")
+    check_request_signature(request, auth, {f"ed25519:{key.version}": get_verify_key(key)})
+    assert main(["sign-request", "PUT", uri, "--destination", "d", "--body", '{"a": 1}']) == 0
+    assert main(["sign-request", "PUT", uri, "--destination", "d", "--body", "[1]"]) == 1
+    assert main(["sign-request", "GET", "no-slash", "--destination", "d"]) == 1
