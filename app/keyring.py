@@ -3,7 +3,7 @@
 import asyncio
 import logging
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -159,8 +159,13 @@ class Keyring:
         clock: Clock,
         *,
         http: FederationHttp | None = None,
+        local_keys: Mapping[str, VerifyKey] | None = None,
     ):
         self._store = store
+        # Our own keys answer for our own name without a fetch, as Synapse's keyring does for
+        # its hostname (requests we sign ourselves, e.g. with `antechamber sign-request`).
+        self._server_name = config.server_name
+        self._local_keys = dict(local_keys or {})
         self._timeout_s = config.key_fetch_timeout_s
         self._backoff_ms = int(config.key_fetch_failure_backoff_s * 1000)
         self._clock = clock
@@ -186,6 +191,8 @@ class Keyring:
     ) -> dict[str, VerifyKey]:
         """The keys among ``key_ids`` that may authenticate a request from ``server_name`` now."""
         wanted = list(dict.fromkeys(key_ids))
+        if server_name == self._server_name:
+            return {k: self._local_keys[k] for k in wanted if k in self._local_keys}
         await self._ensure_keys(server_name, wanted, now_ms)
         found: dict[str, VerifyKey] = {}
         for key_id in wanted:
@@ -200,6 +207,8 @@ class Keyring:
         """The keys among ``key_ids`` that were valid for an event sent at ``origin_server_ts``
         (current keys up to their valid_until_ts, old keys before their expired_ts)."""
         wanted = list(dict.fromkeys(key_ids))
+        if server_name == self._server_name:
+            return {k: self._local_keys[k] for k in wanted if k in self._local_keys}
         await self._ensure_keys(server_name, wanted, self._clock())
         found: dict[str, VerifyKey] = {}
         for key_id in wanted:

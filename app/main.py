@@ -12,6 +12,7 @@ from connexion import AsyncApp
 from connexion.exceptions import ProblemException
 from connexion.middleware import MiddlewarePosition
 from connexion.options import SwaggerUIOptions
+from signedjson.key import get_verify_key
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp
 
@@ -21,7 +22,7 @@ from app.auth import SECURITY_MAP, BodyBufferMiddleware, OriginReportMiddleware
 from app.config import Config, load_config
 from app.keyring import Keyring
 from app.paths import EncodedSlashMiddleware
-from app.signing_key import load_old_verify_keys, load_or_generate_signing_key
+from app.signing_key import key_id, load_old_verify_keys, load_or_generate_signing_key
 from db.store import Store
 from matrix.errors import MatrixError
 
@@ -45,7 +46,9 @@ def create_app(
     async def lifespan(_app: Any) -> AsyncIterator[dict[str, Any]]:
         store = Store.open(config.database_path)
         signing_key = load_or_generate_signing_key(config.resolved_signing_key_path)
-        keyring = Keyring(store, config, clock)
+        keyring = Keyring(
+            store, config, clock, local_keys={key_id(signing_key): get_verify_key(signing_key)}
+        )
         state = {
             "config": config,
             "server_name": config.server_name,

@@ -222,3 +222,34 @@ def test_keyring_failure_is_remembered_then_retried(federation_config, clock, re
     assert during_backoff == {}
     assert set(after) == {remote.key_id}
     assert remote.key_fetches == 2
+
+
+def test_keyring_own_server_name_uses_local_keys_without_fetching(federation_config, clock):
+    from signedjson.key import generate_signing_key, get_verify_key
+
+    own = generate_signing_key("own1")
+    own_id = f"ed25519:{own.version}"
+
+    async def body(keyring):
+        name = federation_config.server_name
+        return (
+            await keyring.get_verify_keys(name, [own_id, "ed25519:other"], clock()),
+            await keyring.get_event_verify_keys(name, [own_id], clock()),
+        )
+
+    async def main():
+        keyring = Keyring(
+            Store.open(federation_config.database_path),
+            federation_config,
+            clock,
+            local_keys={own_id: get_verify_key(own)},
+        )
+        try:
+            return await body(keyring)
+        finally:
+            await keyring.aclose()
+
+    request_keys, event_keys = asyncio.run(main())
+    assert list(request_keys) == [own_id]
+    assert list(event_keys) == [own_id]
+    assert request_keys[own_id].encode() == get_verify_key(own).encode()
