@@ -89,3 +89,20 @@ def test_docs_site_embeds_the_current_contract(tmp_path: Path):
     for asset in ("swagger-ui.css", "swagger-ui-bundle.js", "swagger-ui-standalone-preset.js"):
         assert (tmp_path / "site" / asset).stat().st_size > 1000
     assert json.loads((tmp_path / "site" / "federation.json").read_text()) == contract()
+
+
+def test_docs_served_live_only_when_configured(tmp_path: Path):
+    from starlette.testclient import TestClient
+
+    from app.config import load_config
+    from app.main import create_app
+
+    environ = {"ANTECHAMBER_DATA_DIR": str(tmp_path / "data")}
+    with TestClient(create_app(load_config(environ=environ))) as client:
+        off = client.get("/_antechamber/docs/")
+        assert (off.status_code, off.json()["errcode"]) == (404, "M_UNRECOGNIZED")
+    environ["ANTECHAMBER_DOCS_PATH"] = "/_antechamber/docs"
+    with TestClient(create_app(load_config(environ=environ))) as client:
+        page = client.get("/_antechamber/docs/")
+        assert page.status_code == 200
+        assert "swagger" in page.text.lower()
