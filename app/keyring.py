@@ -190,6 +190,29 @@ class Keyring:
         self, server_name: str, key_ids: Iterable[str], now_ms: int
     ) -> dict[str, VerifyKey]:
         """The keys among ``key_ids`` that may authenticate a request from ``server_name`` now."""
+        return await self._get_keys(
+            server_name, key_ids, now_ms, lambda cached: cached.may_sign_request(now_ms)
+        )
+
+    async def get_event_verify_keys(
+        self, server_name: str, key_ids: Iterable[str], origin_server_ts: int
+    ) -> dict[str, VerifyKey]:
+        """The keys among ``key_ids`` that were valid for an event sent at ``origin_server_ts``
+        (current keys up to their valid_until_ts, old keys before their expired_ts)."""
+        return await self._get_keys(
+            server_name,
+            key_ids,
+            self._clock(),
+            lambda cached: cached.may_sign_event(origin_server_ts),
+        )
+
+    async def _get_keys(
+        self,
+        server_name: str,
+        key_ids: Iterable[str],
+        now_ms: int,
+        usable: Callable[[CachedKey], bool],
+    ) -> dict[str, VerifyKey]:
         wanted = list(dict.fromkeys(key_ids))
         if server_name == self._server_name:
             return {k: self._local_keys[k] for k in wanted if k in self._local_keys}
@@ -197,23 +220,7 @@ class Keyring:
         found: dict[str, VerifyKey] = {}
         for key_id in wanted:
             cached = self._cached(server_name, key_id)
-            if cached is not None and cached.may_sign_request(now_ms):
-                found[key_id] = cached.verify_key
-        return found
-
-    async def get_event_verify_keys(
-        self, server_name: str, key_ids: Iterable[str], origin_server_ts: int
-    ) -> dict[str, VerifyKey]:
-        """The keys among ``key_ids`` that were valid for an event sent at ``origin_server_ts``
-        (current keys up to their valid_until_ts, old keys before their expired_ts)."""
-        wanted = list(dict.fromkeys(key_ids))
-        if server_name == self._server_name:
-            return {k: self._local_keys[k] for k in wanted if k in self._local_keys}
-        await self._ensure_keys(server_name, wanted, self._clock())
-        found: dict[str, VerifyKey] = {}
-        for key_id in wanted:
-            cached = self._cached(server_name, key_id)
-            if cached is not None and cached.may_sign_event(origin_server_ts):
+            if cached is not None and usable(cached):
                 found[key_id] = cached.verify_key
         return found
 
