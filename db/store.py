@@ -143,30 +143,30 @@ class Store:
     def get_current_state_events(
         self, room_id: str, keys: Iterable[StateKey]
     ) -> dict[StateKey, JsonDict]:
-        """The current state events for ``keys`` that exist (one point lookup per key)."""
-        found: dict[StateKey, JsonDict] = {}
-        for event_type, state_key in keys:
-            event = self.get_current_state_event(room_id, event_type, state_key)
-            if event is not None:
-                found[(event_type, state_key)] = event
-        return found
+        """The current state events for ``keys`` that exist (one statement, see below)."""
+        found = self.get_current_state_events_with_ids(room_id, keys)
+        return {key: event for key, (_event_id, event) in found.items()}
 
     def get_current_state_events_with_ids(
         self, room_id: str, keys: Iterable[StateKey]
     ) -> dict[StateKey, tuple[str, JsonDict]]:
         """(event id, PDU) of the current state events for ``keys`` that exist (v3+ PDUs carry
-        no event_id, and auth_events/templates need it)."""
-        found: dict[StateKey, tuple[str, JsonDict]] = {}
-        for event_type, state_key in keys:
-            row = self.conn.execute(
-                "SELECT cs.event_id, e.json FROM current_state AS cs"
-                " JOIN events AS e ON e.event_id = cs.event_id"
-                " WHERE cs.room_id = ? AND cs.type = ? AND cs.state_key = ?",
-                (room_id, event_type, state_key),
-            ).fetchone()
-            if row is not None:
-                found[(event_type, state_key)] = (row[0], _parse(row[1]))
-        return found
+        no event_id, and auth_events/templates need it), in the order of ``keys``.
+
+        One statement of UNION ALL'd primary-key seeks, so its cost does not grow with the
+        room: a row-value ``(room_id, type, state_key) IN (VALUES ...)`` makes SQLite scan
+        the room's whole state instead (25 ms in a 100,000-member room, against 16 us here).
+        """
+        wanted = list(dict.fromkeys(keys))
+        if not wanted:
+            return {}
+        sql = " UNION ALL ".join([_CURRENT_STATE_ROW_SQL] * len(wanted))
+        parameters = [value for key in wanted for value in (room_id, *key)]
+        rows = {
+            (row[0], row[1]): (row[2], row[3])
+            for row in self.conn.execute(sql, parameters).fetchall()
+        }
+        return {key: (rows[key][0], _parse(rows[key][1])) for key in wanted if key in rows}
 
     def get_current_state(self, room_id: str) -> list[JsonDict]:
         """The whole current state of a room, by (type, state_key) (admin/CLI only)."""
@@ -367,6 +367,14 @@ class Store:
             "INSERT OR IGNORE INTO forward_extremities (room_id, event_id) VALUES (?, ?)",
             (room_id, event_id),
         )
+
+
+# One (room_id, type, state_key) primary-key seek, repeated and UNION ALL'd for several keys.
+_CURRENT_STATE_ROW_SQL = (
+    "SELECT cs.type, cs.state_key, cs.event_id, e.json FROM current_state AS cs"
+    " JOIN events AS e ON e.event_id = cs.event_id"
+    " WHERE cs.room_id = ? AND cs.type = ? AND cs.state_key = ?"
+)
 
 
 def _room_id_of(event: JsonDict, event_id: str) -> str:

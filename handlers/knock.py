@@ -39,9 +39,12 @@ def _load_room(store: Store, room_id: str, server_name: str) -> RoomVersion:
     return room_version
 
 
+ACL_KEY: StateKey = ("m.room.server_acl", "")
+
+
 def _check_acl(store: Store, room_id: str, origin: str) -> None:
     # SS §Server Access Control Lists: make_knock and send_knock are ACL-protected; 403.
-    acl = store.get_current_state_event(room_id, "m.room.server_acl", "")
+    acl = store.get_current_state_event(room_id, *ACL_KEY)
     check_server_acl(origin, acl["content"] if acl else None)
 
 
@@ -54,9 +57,14 @@ async def make_knock(roomId: str, userId: str, ver: list[str], user: str) -> Jso
     store = _context.store()
     server_name = _context.server_name()
     room_version = _load_room(store, room_id, server_name)
-    _check_acl(store, room_id, origin)
+    # The template's state and the ACL in one statement; the checks keep their order.
+    found = store.get_current_state_events_with_ids(
+        room_id, [*get_knock_state_keys(user_id), ACL_KEY]
+    )
+    acl = found.pop(ACL_KEY, None)
+    # SS §Server Access Control Lists: make_knock is ACL-protected; 403.
+    check_server_acl(origin, acl[1]["content"] if acl else None)
     check_make_knock_allowed(room_version, ver, user_id, origin)
-    found = store.get_current_state_events_with_ids(room_id, get_knock_state_keys(user_id))
     event = build_knock_template(
         room_version,
         room_id=room_id,

@@ -275,3 +275,30 @@ def test_migration_003_counts_members_stored_before_it(tmp_path):
     assert apply_migrations(db) == ["003_joined_members_per_server"]
     rows = conn.execute("SELECT * FROM room_server_joined_members").fetchall()
     assert rows == [(ROOM, "x.test", 2)]
+
+
+def test_get_current_state_events_with_ids_in_key_order_missing_skipped(room):
+    keys = [
+        ("m.room.member", "@admin:here.test"),
+        ("m.room.name", ""),
+        ("m.room.create", ""),
+        ("m.room.create", ""),
+    ]
+    found = room.get_current_state_events_with_ids(ROOM, keys)
+    assert list(found) == [("m.room.member", "@admin:here.test"), ("m.room.create", "")]
+    assert found[("m.room.create", "")][0] == "$create"
+    assert found[("m.room.create", "")][1]["type"] == "m.room.create"
+    assert room.get_current_state_events(ROOM, keys) == {k: v[1] for k, v in found.items()}
+    assert room.get_current_state_events_with_ids(ROOM, []) == {}
+
+
+def test_get_current_state_events_seeks_every_key_never_scans(room):
+    # A row-value IN list would scan the room's whole state: flat in room size only if every
+    # key is its own primary-key seek.
+    from db import store as store_module
+
+    sql = " UNION ALL ".join([store_module._CURRENT_STATE_ROW_SQL] * 3)
+    plan = [row[-1] for row in room.conn.execute("EXPLAIN QUERY PLAN " + sql, [ROOM, "t", ""] * 3)]
+    seeks = [step for step in plan if step.startswith(("SEARCH", "SCAN"))]
+    assert len(seeks) == 6
+    assert all(step.startswith("SEARCH") for step in seeks), plan
