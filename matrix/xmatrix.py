@@ -5,11 +5,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from nacl.exceptions import CryptoError
 from signedjson.key import decode_verify_key_bytes
-from signedjson.sign import SignatureVerifyException, sign_json, verify_signed_json
+from signedjson.sign import sign_json
 from signedjson.types import SigningKey, VerifyKey
 from unpaddedbase64 import decode_base64
 
+from matrix.canonical import encode_canonical_json
 from matrix.errors import MatrixError
 from matrix.types import JsonDict
 
@@ -206,16 +208,23 @@ def check_request_signature(
     every signature whose key we hold must verify and at least one must; signatures by keys we
     do not hold are ignored.
     """
-    signed = dict(request_json)
-    signed["signatures"] = {auth.origin: dict(auth.signatures)}
+    # APPX §Checking for a Signature: the signed bytes are the canonical JSON of the object
+    # without "signatures" and "unsigned" (build_request_json has neither at its top level).
+    # Encoded once for all signatures and checked by PyNaCl directly, as signedjson's
+    # verify_signed_json would, without its copy and re-encoding per signature (issue 7).
+    message: bytes | None = None
     checked = 0
-    for key_id, _sig in auth.signatures:
+    for key_id, sig in auth.signatures:
         verify_key = verify_keys.get(key_id)
         if verify_key is None:
             continue
+        if message is None:
+            message = encode_canonical_json(
+                {k: v for k, v in request_json.items() if k not in ("signatures", "unsigned")}
+            )
         try:
-            verify_signed_json(signed, auth.origin, verify_key)
-        except (SignatureVerifyException, ValueError) as exc:
+            verify_key.verify(message, decode_base64(sig))
+        except (ValueError, TypeError, CryptoError) as exc:
             raise MatrixError(
                 _UNAUTHORIZED, f"Invalid signature for {auth.origin} key {key_id}"
             ) from exc
