@@ -1,6 +1,7 @@
 """Server configuration: defaults, an optional TOML file, then ANTECHAMBER_* variables."""
 
 import dataclasses
+import ipaddress
 import os
 import tomllib
 from collections.abc import Mapping
@@ -12,6 +13,33 @@ from matrix.errors import MatrixError
 from matrix.ids import parse_server_name
 
 ENV_PREFIX = "ANTECHAMBER_"
+
+# Synapse's DEFAULT_IP_RANGE_BLOCKLIST (synapse/config/server.py), plus the unspecified addresses
+# Synapse always adds (0.0.0.0 reaches the local host on Linux). IPv4-mapped IPv6 addresses are
+# checked as their IPv4 address (app/ip_ranges.py).
+DEFAULT_IP_RANGE_DENYLIST = (
+    "0.0.0.0/8",
+    "127.0.0.0/8",
+    "10.0.0.0/8",
+    "172.16.0.0/12",
+    "192.168.0.0/16",
+    "100.64.0.0/10",
+    "192.0.0.0/24",
+    "169.254.0.0/16",
+    "192.88.99.0/24",
+    "198.18.0.0/15",
+    "192.0.2.0/24",
+    "198.51.100.0/24",
+    "203.0.113.0/24",
+    "224.0.0.0/4",
+    "::/128",
+    "::1/128",
+    "fe80::/10",
+    "fc00::/7",
+    "2001:db8::/32",
+    "ff00::/8",
+    "fec0::/10",
+)
 
 
 class ConfigError(Exception):
@@ -45,6 +73,22 @@ class Config:
     key_fetch_timeout_s: float = 10.0
     # How long a failed key fetch is remembered before the origin is asked again.
     key_fetch_failure_backoff_s: float = 30.0
+    # No SSRF through key fetching: outbound connections to these ranges are refused (checked on
+    # the resolved addresses), unless an allowlist range also contains the address.
+    federation_ip_range_denylist: list[str] = field(
+        default_factory=lambda: list(DEFAULT_IP_RANGE_DENYLIST)
+    )
+    federation_ip_range_allowlist: list[str] = field(default_factory=list)
+    # Per-origin token bucket applied after authentication (Synapse's rc_federation, simplified).
+    rc_federation_enabled: bool = True
+    rc_federation_per_second: float = 50.0
+    rc_federation_burst_count: int = 200
+    # Slow clients: the request head (request line and headers) must arrive within this time,
+    # and the body within request_body_timeout_s; the head and the URL are bounded in size.
+    request_head_timeout_s: float = 10.0
+    request_body_timeout_s: float = 30.0
+    max_request_head_bytes: int = 65536
+    max_request_uri_bytes: int = 8192
     extra: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     @property
@@ -133,6 +177,24 @@ def _check(config: Config) -> Config:
         raise ConfigError("config key 'max_request_body_bytes': must be at least 1024")
     if config.key_fetch_timeout_s <= 0:
         raise ConfigError("config key 'key_fetch_timeout_s': must be positive")
+    for key in ("federation_ip_range_denylist", "federation_ip_range_allowlist"):
+        for entry in getattr(config, key):
+            try:
+                ipaddress.ip_network(entry, strict=False)
+            except ValueError:
+                raise ConfigError(f"config key '{key}': {entry!r} is not an IP range") from None
+    for key in (
+        "rc_federation_per_second",
+        "rc_federation_burst_count",
+        "request_head_timeout_s",
+        "request_body_timeout_s",
+    ):
+        if getattr(config, key) <= 0:
+            raise ConfigError(f"config key '{key}': must be positive")
+    if config.max_request_head_bytes < 4096:
+        raise ConfigError("config key 'max_request_head_bytes': must be at least 4096")
+    if config.max_request_uri_bytes < 1024:
+        raise ConfigError("config key 'max_request_uri_bytes': must be at least 1024")
     if config.docs_path and not config.docs_path.startswith("/"):
         raise ConfigError("config key 'docs_path': must start with '/'")
     return config

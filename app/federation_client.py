@@ -14,6 +14,7 @@ from canonicaljson import encode_canonical_json
 from signedjson.types import SigningKey
 
 from app.config import Config
+from app.outbound_guard import GuardedTransport, IpRangeGuard
 from matrix.errors import MatrixError
 from matrix.ids import parse_server_name
 from matrix.xmatrix import sign_request
@@ -106,8 +107,15 @@ class FederationHttp:
     """
 
     def __init__(self, config: Config, *, transport: httpx.AsyncBaseTransport | None = None):
+        ssl_context = build_ssl_context(config)
+        if transport is None:
+            # Every connection (redirects included) is checked against the IP ranges.
+            guard = IpRangeGuard(
+                config.federation_ip_range_denylist, config.federation_ip_range_allowlist
+            )
+            transport = GuardedTransport(ssl_context, guard)
         self._client = httpx.AsyncClient(
-            verify=build_ssl_context(config),
+            verify=ssl_context,
             timeout=REQUEST_TIMEOUT_S,
             follow_redirects=False,
             transport=transport,

@@ -158,6 +158,8 @@ class Harness:
                 "ANTECHAMBER_KEY_FETCH_TIMEOUT_S": "10",
                 # A failed fetch of Synapse's key must not poison the next case for long.
                 "ANTECHAMBER_KEY_FETCH_FAILURE_BACKOFF_S": "2",
+                # Synapse listens on loopback, which Antechamber refuses to reach by default.
+                "ANTECHAMBER_FEDERATION_IP_RANGE_ALLOWLIST": "127.0.0.0/8",
                 "ANTECHAMBER_LOG_LEVEL": "DEBUG" if self.verbose else "INFO",
             }
         )

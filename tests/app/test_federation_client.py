@@ -192,7 +192,12 @@ def test_federation_client_rejects_untrusted_certificates(tls_app_url, remote, t
 
     destination, _url = tls_app_url
     untrusting = load_config(
-        environ={"ANTECHAMBER_SERVER_NAME": "x.example", "ANTECHAMBER_DATA_DIR": str(tmp_path)}
+        environ={
+            "ANTECHAMBER_SERVER_NAME": "x.example",
+            "ANTECHAMBER_DATA_DIR": str(tmp_path),
+            # Reach loopback, so that it is the certificate that fails.
+            "ANTECHAMBER_FEDERATION_IP_RANGE_ALLOWLIST": "127.0.0.0/8",
+        }
     )
 
     async def main():
