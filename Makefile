@@ -21,7 +21,7 @@ test: venv
 	$(BIN)/pytest -q --cov=matrix --cov-branch --cov-report=term-missing:skip-covered
 
 fuzz: venv
-	ANTECHAMBER_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(BIN)/pytest -q -p no:cacheprovider tests/test_fuzz.py
+	ANTECHAMBER_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) ANTECHAMBER_FUZZ_REPORT=$${ANTECHAMBER_FUZZ_REPORT:-fuzz-report.json} $(BIN)/pytest -q -p no:cacheprovider tests/test_fuzz.py
 
 lint: venv
 	$(BIN)/ruff format --check . && $(BIN)/ruff check . && $(BIN)/mypy && $(BIN)/lint-imports

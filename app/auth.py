@@ -11,6 +11,7 @@ read the scope (headers, raw_path, query_string, lifespan state) but not the bod
 BodyBufferMiddleware at MiddlewarePosition.BEFORE_SECURITY.
 """
 
+import asyncio
 import logging
 from typing import Any
 
@@ -43,9 +44,11 @@ class BodyBufferMiddleware:
     """Reads each request body once (at most ``max_body_bytes``), keeps it in the scope for the
     security handler, and replays it to the rest of the stack."""
 
-    def __init__(self, app: ASGIApp, *, max_body_bytes: int):
+    def __init__(self, app: ASGIApp, *, max_body_bytes: int, read_timeout_s: float | None = None):
         self.app = app
         self.max_body_bytes = max_body_bytes
+        # A slow-loris body (trickled byte by byte) is cut off after this long.
+        self.read_timeout_s = read_timeout_s
 
     def _too_large(self) -> MatrixError:
         return MatrixError(
@@ -65,20 +68,15 @@ class BodyBufferMiddleware:
                 if declared > self.max_body_bytes:
                     # Refuse before reading a byte of it.
                     raise self._too_large()
-        chunks: list[bytes] = []
-        total = 0
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                return
-            chunk = message.get("body", b"")
-            total += len(chunk)
-            if total > self.max_body_bytes:
-                raise self._too_large()
-            chunks.append(chunk)
-            if not message.get("more_body", False):
-                break
-        body = b"".join(chunks)
+        try:
+            async with asyncio.timeout(self.read_timeout_s):
+                body = await self._read_body(receive)
+        except TimeoutError:
+            raise MatrixError(
+                "M_UNKNOWN", "Timed out reading the request body", status=408
+            ) from None
+        if body is None:
+            return
         scope[BODY_SCOPE_KEY] = body
         replayed = False
 
@@ -91,6 +89,22 @@ class BodyBufferMiddleware:
             return await receive()
 
         await self.app(scope, replay, send)
+
+    async def _read_body(self, receive: Receive) -> bytes | None:
+        """The whole body, refusing it as soon as it passes the cap; None if the client left."""
+        chunks: list[bytes] = []
+        total = 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return None
+            chunk = message.get("body", b"")
+            total += len(chunk)
+            if total > self.max_body_bytes:
+                raise self._too_large()
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                return b"".join(chunks)
 
 
 class OriginReportMiddleware:
@@ -183,6 +197,16 @@ class XMatrixSecurityHandler(AbstractSecurityHandler):  # type: ignore[misc]  # 
             report = scope.get(_ORIGIN_REPORT_KEY)
             if report is not None:
                 report["origin"] = origin
+            # Per verified origin, before any handler work (app/ratelimit.py).
+            limiter = state.get("rate_limiter")
+            if limiter is not None:
+                retry_after_ms = limiter.check(origin, state["clock"]())
+                if retry_after_ms is not None:
+                    raise MatrixError(
+                        "M_LIMIT_EXCEEDED",
+                        "Too many requests from your server",
+                        retry_after_ms=retry_after_ms,
+                    )
             return {"sub": origin}
 
         return verify

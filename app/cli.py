@@ -67,7 +67,7 @@ def cmd_serve(config: Config, args: argparse.Namespace) -> int:
         "log_config": None,
         "access_log": False,
         "timeout_keep_alive": 30,
-        "h11_max_incomplete_event_size": 64 * 1024,
+        "h11_max_incomplete_event_size": config.max_request_head_bytes,
         **tls,
     }
     if config.workers > 1:
@@ -78,10 +78,15 @@ def cmd_serve(config: Config, args: argparse.Namespace) -> int:
             "app.main:create_app_from_environment",
             factory=True,
             workers=config.workers,
+            # httptools with a request-head deadline and size cap (app/server.py); workers
+            # are new processes, so they load it (and its limits) by name.
+            http="app.server:EnvironmentHttpToolsProtocol",
             **common,
         )
     else:
-        uvicorn.run(create_app(config), **common)
+        from app.server import protocol_for
+
+        uvicorn.run(create_app(config), http=protocol_for(config), **common)
     return 0
 
 

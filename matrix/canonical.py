@@ -1,6 +1,7 @@
 """Canonical JSON: encoding, the v6+ value constraints, and strict parsing of request bodies."""
 
 import json
+import math
 from collections.abc import Iterator
 from typing import Any, NoReturn
 
@@ -70,6 +71,15 @@ def _reject_constant(name: str) -> NoReturn:
     raise _NonStandardConstantError(name)
 
 
+def _parse_float(text: str) -> float:
+    value = float(text)
+    if math.isinf(value):
+        # 1e400 is JSON (RFC 8259 §6 leaves the range to implementations) but overflows to
+        # Infinity, which no JSON encoder can write back (it was a 500 at the signature check).
+        raise ValueError(f"number {text[:20]} is out of range")
+    return value
+
+
 def _has_lone_surrogate(text: str) -> bool:
     return any("\ud800" <= ch <= "\udfff" for ch in text)
 
@@ -84,7 +94,10 @@ def parse_json_object(raw: bytes) -> JsonDict:
         # RFC 8259 §8.1: JSON text exchanged between systems is UTF-8.
         text = raw.decode("utf-8")
         value = json.loads(
-            text, object_pairs_hook=_reject_duplicates, parse_constant=_reject_constant
+            text,
+            object_pairs_hook=_reject_duplicates,
+            parse_constant=_reject_constant,
+            parse_float=_parse_float,
         )
     except (UnicodeDecodeError, json.JSONDecodeError, _NonStandardConstantError) as e:
         raise MatrixError("M_NOT_JSON", "Content is not valid JSON") from e

@@ -76,6 +76,9 @@ def base_url(tmp_path_factory: pytest.TempPathFactory):
             "ANTECHAMBER_VALIDATE_RESPONSES": "true",
             "ANTECHAMBER_FEDERATION_CA_FILE": str(ca.ca_file),
             "ANTECHAMBER_KEY_FETCH_TIMEOUT_S": "5",
+            # The remote listens on loopback (denied by default); fuzzing is one fast origin.
+            "ANTECHAMBER_FEDERATION_IP_RANGE_ALLOWLIST": "127.0.0.0/8",
+            "ANTECHAMBER_RC_FEDERATION_ENABLED": "false",
         }
     )
     with RemoteHomeserver(ca, lambda: time.time_ns() // 1_000_000) as remote:
@@ -114,4 +117,23 @@ def _steer(case) -> None:
 )
 def test_fuzz_contract(case, base_url):
     _steer(case)
-    case.call_and_validate(base_url=base_url)
+    response = case.call_and_validate(base_url=base_url)
+    mode = case.meta.generation.mode.value if case.meta else "explicit"
+    key = f"{case.method.upper()} {case.path} [{mode}]"
+    CASES[key] = CASES.get(key, 0) + 1
+    STATUSES[response.status_code] = STATUSES.get(response.status_code, 0) + 1
+
+
+# Cases run per operation and generation mode, and statuses seen; `make fuzz` writes them to
+# ANTECHAMBER_FUZZ_REPORT so a run can show how many signed cases each operation got.
+CASES: dict[str, int] = {}
+STATUSES: dict[int, int] = {}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def fuzz_report():
+    yield
+    report = os.environ.get("ANTECHAMBER_FUZZ_REPORT")
+    if report:
+        document = {"max_examples": MAX_EXAMPLES, "cases": CASES, "statuses": STATUSES}
+        Path(report).write_text(json.dumps(document, indent=2, sort_keys=True) + "\n")

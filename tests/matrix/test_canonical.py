@@ -130,7 +130,15 @@ def test_parse_json_object_raises_bad_json_when_not_an_acceptable_object(raw: by
 
 def test_parse_json_object_leaves_canonical_check_to_caller_when_number_is_float() -> None:
     # v1-v5 rooms must tolerate floats, so parsing accepts them; v6+ callers run the check.
-    value = parse_json_object(b'{"a":1.5,"b":1e400}')
+    value = parse_json_object(b'{"a":1.5,"b":2.5e300}')
     with pytest.raises(MatrixError) as exc_info:
         check_canonical_json(value)
     assert exc_info.value.errcode == "M_BAD_JSON"
+
+
+def test_parse_json_object_refuses_a_float_that_overflows_to_infinity() -> None:
+    # Infinity cannot be encoded back (signature checks would fail with a 500).
+    for raw in (b'{"b":1e400}', b'{"b":-1e400}'):
+        with pytest.raises(MatrixError) as exc_info:
+            parse_json_object(raw)
+        assert exc_info.value.errcode == "M_BAD_JSON"

@@ -1,0 +1,58 @@
+"""The ASGI edge: an over-long URL is 414 M_TOO_LARGE, and Content-Type is normalised.
+
+Request heads that are too large or too slow never reach ASGI: app/server.py refuses them at
+the HTTP protocol level. This layer bounds what does reach it, whatever server runs the app.
+"""
+
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from app.errors import JSON_CONTENT_TYPE, render_error
+from matrix.errors import MatrixError
+
+
+class RequestLimitsMiddleware:
+    def __init__(self, app: ASGIApp, max_uri_bytes: int):
+        self.app = app
+        self.max_uri_bytes = max_uri_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            raw_path: bytes = scope.get("raw_path") or scope["path"].encode("utf-8")
+            uri_bytes = len(raw_path) + len(scope.get("query_string", b""))
+            if uri_bytes > self.max_uri_bytes:
+                # RFC 9110 §15.5.15 414 URI Too Long, with the Matrix errcode for "too large".
+                error = MatrixError(
+                    "M_TOO_LARGE",
+                    f"Request URI is longer than {self.max_uri_bytes} bytes",
+                    status=414,
+                )
+                await send_error(send, error)
+                return
+            _normalise_content_type(scope)
+        await self.app(scope, receive, send)
+
+
+def _normalise_content_type(scope: Scope) -> None:
+    """Lower-case the media type of Content-Type (RFC 9110 §8.3.1: it is case-insensitive).
+
+    Connexion validates ``APPLICATION/JSON`` as JSON but then hands the handler the raw bytes,
+    since it picks the body's parser case-sensitively (a 500 the hostile-input corpus found).
+    """
+    headers = scope["headers"]
+    for index, (name, value) in enumerate(headers):
+        if name == b"content-type":
+            media_type, separator, parameters = value.partition(b";")
+            normal = media_type.strip().lower()
+            if normal != media_type:
+                headers[index] = (name, normal + separator + parameters)
+
+
+async def send_error(send: Send, error: MatrixError) -> None:
+    status, body, headers = render_error(error)
+    raw_headers = [
+        (b"content-type", JSON_CONTENT_TYPE.encode()),
+        (b"content-length", str(len(body)).encode()),
+        *((name.lower().encode(), value.encode()) for name, value in headers.items()),
+    ]
+    await send({"type": "http.response.start", "status": status, "headers": raw_headers})
+    await send({"type": "http.response.body", "body": body})
