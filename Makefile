@@ -4,8 +4,9 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml requirements.lock | cksum | cut -d' ' -f1)
 FUZZ_EXAMPLES ?= 2000
+SOAK_MINUTES ?= 10
 
-.PHONY: venv serve test fuzz lint fmt docs check bench interop clean
+.PHONY: venv serve test fuzz lint fmt docs check bench interop soak crash clean
 
 $(STAMP): pyproject.toml requirements.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -33,6 +34,12 @@ docs: venv
 	$(BIN)/python -m app.docs site
 
 check: lint test
+
+soak: venv
+	$(BIN)/python scripts/soak.py --minutes $(SOAK_MINUTES)
+
+crash: venv
+	$(BIN)/python scripts/crash_test.py
 
 interop: venv
 	bash interop/run.sh
