@@ -35,6 +35,9 @@ docs: venv
 
 check: lint test
 
+bench: venv
+	$(BIN)/pip install --quiet --disable-pip-version-check -c requirements.lock -e '.[dev,bench]' && $(BIN)/python -m bench.run
+
 soak: venv
 	$(BIN)/python scripts/soak.py --minutes $(SOAK_MINUTES)
 

@@ -1,0 +1,663 @@
+"""`make bench`: make_knock and send_knock against a real `antechamber serve`, reported.
+
+Layouts: one worker pinned to core 0 with the load generator on core 1, and two workers
+unpinned. Targets: the trivial version endpoint (the framework baseline, in the same run) and
+make_knock in rooms of 10, 1,000 and 100,000 members and of 500,000 events. Each cell is run
+RUNS times (interleaved, so drift spreads over all cells) and the median is reported.
+"""
+
+import argparse
+import asyncio
+import datetime
+import json
+import os
+import platform
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+
+from bench import fixtures
+from bench.load import LoadResult, run_load, wrk_available
+from matrix.canonical import encode_canonical_json
+from matrix.events import compute_event_id, sign_event
+from matrix.room_versions import KNOWN_ROOM_VERSIONS
+from tests.remote import RemoteHomeserver, TestCA
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "bench" / "results"
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+# What Synapse sends: every stable room version it supports.
+VER_QUERY = "&".join(f"ver={v}" for v in range(1, 13))
+VERSION_PATH = "/_matrix/federation/v1/version"
+
+
+def wall_clock_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+# Server processes ---------------------------------------------------------------------------
+
+
+class Server:
+    """`antechamber serve` as a subprocess, configured through ANTECHAMBER_* variables."""
+
+    def __init__(self, data_dir: Path, ca_file: Path, workers: int, cpu: int | None, log: Path):
+        self.port = free_port()
+        self.base_url = f"http://127.0.0.1:{self.port}"
+        env = {
+            **os.environ,
+            "ANTECHAMBER_SERVER_NAME": fixtures.SERVER_NAME,
+            "ANTECHAMBER_DATA_DIR": str(data_dir),
+            "ANTECHAMBER_BIND_PORT": str(self.port),
+            "ANTECHAMBER_WORKERS": str(workers),
+            "ANTECHAMBER_FEDERATION_CA_FILE": str(ca_file),
+            "ANTECHAMBER_LOG_LEVEL": "INFO",
+            # The fake remotes listen on loopback, which outbound requests refuse by default.
+            "ANTECHAMBER_FEDERATION_IP_RANGE_ALLOWLIST": "127.0.0.0/8",
+            # One origin sends thousands of requests a second here: keep the per-origin rate
+            # limiter on the path (its cost is measured) but with a bucket it cannot empty.
+            "ANTECHAMBER_RC_FEDERATION_PER_SECOND": "1000000000",
+            "ANTECHAMBER_RC_FEDERATION_BURST_COUNT": "1000000000",
+        }
+        # `python -m app` from the checkout: the tree being measured is the one this file is in.
+        command = [sys.executable, "-m", "app", "serve"]
+        if cpu is not None:
+            command = ["taskset", "-c", str(cpu), *command]
+        self.workers = workers
+        self._log = open(log, "ab")  # noqa: SIM115 - closed in stop()
+        self.process = subprocess.Popen(
+            command, env=env, stdout=self._log, stderr=self._log, cwd=ROOT
+        )
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(self.base_url + VERSION_PATH, timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline or self.process.poll() is not None:
+                raise RuntimeError(f"server did not start; see {log}")
+            time.sleep(0.1)
+        if workers > 1:
+            # Every worker must be up before measuring (the first answer came from one).
+            deadline = time.monotonic() + 60
+            while len(self.worker_pids()) < workers and time.monotonic() < deadline:
+                time.sleep(0.1)
+            time.sleep(2)
+
+    def worker_pids(self) -> list[int]:
+        """The processes that serve requests: the one process, or the supervisor's children."""
+        pid = self.process.pid
+        if self.workers == 1:
+            # taskset execs the server in place: same pid.
+            return [pid]
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+        # uvicorn's workers are multiprocessing spawns; skip the resource tracker.
+        return [
+            int(child)
+            for child in children
+            if b"spawn_main" in Path(f"/proc/{child}/cmdline").read_bytes()
+        ]
+
+    def all_pids(self) -> list[int]:
+        return sorted({self.process.pid, *self.worker_pids()})
+
+    def cpu_seconds(self) -> float:
+        total = 0
+        for pid in self.all_pids():
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15)
+        return total / CLOCK_TICKS
+
+    def peak_rss_mb(self) -> list[float]:
+        peaks = []
+        for pid in self.worker_pids():
+            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                if line.startswith("VmHWM:"):
+                    peaks.append(int(line.split()[1]) / 1024)
+        return peaks
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+        self._log.close()
+
+
+# Requests -----------------------------------------------------------------------------------
+
+
+def make_knock_uri(room_id: str, user_id: str) -> str:
+    return (
+        f"/_matrix/federation/v1/make_knock/{quote(room_id, safe='')}/"
+        f"{quote(user_id, safe='')}?{VER_QUERY}"
+    )
+
+
+def build_knocks(
+    server: Server, remote: RemoteHomeserver, room_id: str, count: int, tag: str
+) -> list[str]:
+    """``count`` distinct signed send_knock requests ("path\\tauthorization\\tbody" lines) by
+    users of ``remote``, built from one make_knock template as the remote would."""
+    room_version = KNOWN_ROOM_VERSIONS[fixtures.ROOM_VERSION]
+    first_user = f"@{tag}0:{remote.server_name}"
+    uri = make_knock_uri(room_id, first_user)
+    response = httpx.get(
+        server.base_url + uri,
+        headers={"Authorization": remote.auth_header("GET", uri, fixtures.SERVER_NAME)},
+        timeout=30,
+    )
+    response.raise_for_status()
+    template = response.json()["event"]
+    lines = []
+    for index in range(count):
+        user = f"@{tag}{index}:{remote.server_name}"
+        event = {**template, "sender": user, "state_key": user, "origin": remote.server_name}
+        signed = sign_event(event, room_version, remote.server_name, remote.signing_key)
+        event_id = compute_event_id(signed, room_version)
+        path = (
+            f"/_matrix/federation/v1/send_knock/{quote(room_id, safe='')}/"
+            f"{quote(event_id, safe='')}"
+        )
+        auth = remote.auth_header("PUT", path, fixtures.SERVER_NAME, content=signed)
+        lines.append(f"{path}\t{auth}\t{encode_canonical_json(signed).decode()}")
+    return lines
+
+
+def cold_first_request_ms(server: Server, ca: TestCA, room_id: str) -> float:
+    """One make_knock from a server never seen before: includes fetching its keys over TLS."""
+    with RemoteHomeserver(ca, wall_clock_ms) as newcomer:
+        uri = make_knock_uri(room_id, f"@cold:{newcomer.server_name}")
+        headers = {"Authorization": newcomer.auth_header("GET", uri, fixtures.SERVER_NAME)}
+        with httpx.Client(timeout=30) as client:
+            started = time.perf_counter()
+            response = client.get(server.base_url + uri, headers=headers)
+            elapsed = time.perf_counter() - started
+        response.raise_for_status()
+        assert newcomer.key_fetches == 1, newcomer.key_fetches
+    return elapsed * 1000
+
+
+def cold_burst(server: Server, ca: TestCA, room_id: str, burst: int = 50) -> dict[str, Any]:
+    """``burst`` simultaneous make_knocks from a new origin: how many key fetches it caused."""
+    with RemoteHomeserver(ca, wall_clock_ms) as newcomer:
+        uri = make_knock_uri(room_id, f"@burst:{newcomer.server_name}")
+        headers = {"Authorization": newcomer.auth_header("GET", uri, fixtures.SERVER_NAME)}
+
+        async def fire() -> list[int]:
+            limits = httpx.Limits(max_connections=burst)
+            async with httpx.AsyncClient(timeout=30, limits=limits) as client:
+                # Open the connections first, so the requests themselves arrive together.
+                await asyncio.gather(
+                    *(client.get(server.base_url + VERSION_PATH) for _ in range(burst))
+                )
+                responses = await asyncio.gather(
+                    *(client.get(server.base_url + uri, headers=headers) for _ in range(burst))
+                )
+            return [response.status_code for response in responses]
+
+        started = time.perf_counter()
+        statuses = asyncio.run(fire())
+        elapsed = time.perf_counter() - started
+        return {
+            "requests": burst,
+            "ok": sum(status == 200 for status in statuses),
+            "key_fetches": newcomer.key_fetches,
+            "all_done_ms": round(elapsed * 1000, 1),
+        }
+
+
+# Measuring ----------------------------------------------------------------------------------
+
+
+def measure(
+    server: Server, url: str, connections: int, seconds: float, **options: Any
+) -> dict[str, Any]:
+    cpu_before = server.cpu_seconds()
+    result: LoadResult = run_load(url, connections=connections, seconds=seconds, **options)
+    cpu = server.cpu_seconds() - cpu_before
+    return {
+        **asdict(result),
+        "rps": round(result.rps, 1),
+        "cpu_ms_per_request": round(cpu * 1000 / result.requests, 4) if result.requests else None,
+    }
+
+
+def count_knocks(data_dir: Path, room_id: str) -> int:
+    import sqlite3
+
+    conn = sqlite3.connect(data_dir / "antechamber.db")
+    try:
+        row = conn.execute(
+            "SELECT count(*) FROM current_state WHERE room_id = ? AND membership = 'knock'",
+            (room_id,),
+        ).fetchone()
+        return int(row[0])
+    finally:
+        conn.close()
+
+
+def run_layout(
+    name: str,
+    *,
+    workers: int,
+    server_cpu: int | None,
+    load_cpu: int | None,
+    data_dir: Path,
+    work: Path,
+    ca: TestCA,
+    remote: RemoteHomeserver,
+    rooms: dict[str, fixtures.BenchRoom],
+    args: argparse.Namespace,
+    log,
+) -> dict[str, Any]:
+    load_before = Path("/proc/loadavg").read_text().split()[:3]
+    server = Server(data_dir, ca.ca_file, workers, server_cpu, work / f"server-{name}.log")
+    try:
+        threads = 1 if load_cpu is not None else 2
+        targets: dict[str, tuple[str, dict[str, str]]] = {"version": (VERSION_PATH, {})}
+        user = f"@bench:{remote.server_name}"
+        for label in ("10-members", "1,000-members", "100,000-members", "500k-events"):
+            room = rooms[label]
+            uri = make_knock_uri(room.room_id, user)
+            auth = remote.auth_header("GET", uri, fixtures.SERVER_NAME)
+            targets[label] = (uri, {"Authorization": auth})
+        # The first signed request fetches the remote's keys; then warm every target up.
+        for uri, headers in targets.values():
+            response = httpx.get(server.base_url + uri, headers=headers, timeout=30)
+            response.raise_for_status()
+        for uri, headers in targets.values():
+            run_load(
+                server.base_url + uri,
+                connections=8,
+                seconds=args.warmup,
+                headers=headers,
+                cpu=load_cpu,
+                threads=threads,
+            )
+        cells: dict[str, dict[str, list[dict[str, Any]]]] = {
+            target: {str(c): [] for c in args.concurrency} for target in targets
+        }
+        for run in range(args.runs):
+            for target, (uri, headers) in targets.items():
+                for connections in args.concurrency:
+                    cells[target][str(connections)].append(
+                        measure(
+                            server,
+                            server.base_url + uri,
+                            connections,
+                            args.seconds,
+                            headers=headers,
+                            cpu=load_cpu,
+                            threads=threads,
+                        )
+                    )
+            log(f"{name}: run {run + 1}/{args.runs} done")
+        # send_knock: distinct signed knocks from many users, c=8.
+        send_room = rooms["send_knock"]
+        before = count_knocks(data_dir, send_room.room_id)
+        lines = build_knocks(server, remote, send_room.room_id, args.knocks, tag=f"k{name}_")
+        requests_file = work / f"knocks-{name}.tsv"
+        requests_file.write_text("\n".join(lines) + "\n")
+        send_knock = measure(
+            server,
+            server.base_url,
+            8,
+            args.seconds,
+            requests_file=requests_file,
+            cpu=load_cpu,
+            threads=1,
+        )
+        send_knock["distinct_knocks_stored"] = count_knocks(data_dir, send_room.room_id) - before
+        send_knock["distinct_knocks_available"] = len(lines)
+        log(f"{name}: send_knock {send_knock['rps']} req/s")
+        cold: dict[str, Any] = {}
+        if not args.skip_cold:
+            firsts = [
+                cold_first_request_ms(server, ca, rooms["10-members"].room_id) for _ in range(3)
+            ]
+            cold = {
+                "first_request_ms": [round(value, 1) for value in firsts],
+                "first_request_ms_median": round(statistics.median(firsts), 1),
+                "burst_50": cold_burst(server, ca, rooms["10-members"].room_id),
+            }
+            log(f"{name}: cold path {cold}")
+        peak_rss = server.peak_rss_mb()
+    finally:
+        server.stop()
+    medians = {
+        target: {c: summarise(results) for c, results in per_c.items()}
+        for target, per_c in cells.items()
+    }
+    return {
+        "workers": workers,
+        "server_cpu": server_cpu,
+        "load_cpu": load_cpu,
+        "cells": cells,
+        "medians": medians,
+        "send_knock": send_knock,
+        "cold": cold,
+        "peak_rss_mb_per_worker": [round(value, 1) for value in peak_rss],
+        # Other work on the machine shows here: 1-minute load before and after the layout.
+        "loadavg_before": load_before,
+        "loadavg_after": Path("/proc/loadavg").read_text().split()[:3],
+    }
+
+
+def summarise(results: list[dict[str, Any]]) -> dict[str, Any]:
+    def med(key: str) -> float:
+        values = [r[key] for r in results if r[key] is not None]
+        return round(statistics.median(values), 4) if values else 0.0
+
+    return {
+        "rps": med("rps"),
+        "p50_ms": med("p50_ms"),
+        "p90_ms": med("p90_ms"),
+        "p99_ms": med("p99_ms"),
+        "cpu_ms_per_request": med("cpu_ms_per_request"),
+        "errors": sum(r["errors"] for r in results),
+        "runs": len(results),
+    }
+
+
+# Reports ------------------------------------------------------------------------------------
+
+
+def machine() -> dict[str, Any]:
+    model = "unknown"
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            model = line.split(":", 1)[1].strip()
+            break
+    return {
+        "nproc": os.cpu_count(),
+        "cpu_model": model,
+        "python": platform.python_version(),
+        "kernel": platform.release(),
+        "load_generator": "wrk" if wrk_available() else "httpx (asyncio)",
+    }
+
+
+def git_commit() -> str:
+    commit = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT
+    ).stdout.strip()
+    return commit or "unknown"
+
+
+def check_targets(report: dict[str, Any]) -> list[tuple[str, str, bool]]:
+    """The issue's targets against the medians: (target, where we are, met?)."""
+    one = report["layouts"]["1-worker-pinned"]["medians"]
+    two = report["layouts"]["2-workers"]["medians"]
+    small = one["10-members"]
+    big = one["100,000-members"]
+    out = []
+    c8 = small.get("8")
+    if c8:
+        out.append(
+            ("make_knock 1 worker c=8 >= 1,500 req/s", f"{c8['rps']:.0f} req/s", c8["rps"] >= 1500)
+        )
+        out.append(
+            ("make_knock 1 worker c=8 p99 <= 8 ms", f"{c8['p99_ms']:.2f} ms", c8["p99_ms"] <= 8)
+        )
+    c1 = small.get("1")
+    if c1:
+        out.append(("make_knock c=1 p50 <= 1 ms", f"{c1['p50_ms']:.3f} ms", c1["p50_ms"] <= 1))
+        ratio = big["1"]["p50_ms"] / c1["p50_ms"]
+        out.append(("p50 100k members <= 1.25x 10 members (c=1)", f"{ratio:.2f}x", ratio <= 1.25))
+    if c8:
+        cpu_ratio = c8["cpu_ms_per_request"] / one["version"]["8"]["cpu_ms_per_request"]
+        out.append(
+            ("CPU per make_knock <= 2x version endpoint (c=8)", f"{cpu_ratio:.2f}x", cpu_ratio <= 2)
+        )
+    # Saturation throughput of each layout: its best concurrency.
+    best_one = max(small.values(), key=lambda s: s["rps"])["rps"]
+    best_two = max(two["10-members"].values(), key=lambda s: s["rps"])["rps"]
+    scale = best_two / best_one
+    out.append(
+        (
+            "2 workers >= 1.6x 1 worker (peak req/s over c)",
+            f"{scale:.2f}x ({best_two:.0f} / {best_one:.0f})",
+            scale >= 1.6,
+        )
+    )
+    rss = max(
+        report["layouts"]["1-worker-pinned"]["peak_rss_mb_per_worker"]
+        + report["layouts"]["2-workers"]["peak_rss_mb_per_worker"]
+    )
+    out.append(("peak RSS <= 150 MB per worker", f"{rss:.0f} MB", rss <= 150))
+    return out
+
+
+def write_markdown(report: dict[str, Any], path: Path) -> None:
+    m = report["machine"]
+    lines = [
+        f"# Benchmark {report['date']} at {report['commit']}",
+        "",
+        f"Machine: {m['nproc']} cores, {m['cpu_model']}, Python {m['python']}, "
+        f"kernel {m['kernel']}; load generator: {m['load_generator']}. "
+        f"Medians of {report['settings']['runs']} runs of {report['settings']['seconds']} s "
+        f"per cell after a {report['settings']['warmup']} s warm-up; total {report['total_s']} s.",
+        "",
+        f"Server: `python -m app serve` (uvicorn with httptools and uvloop), access log at INFO "
+        f"to a file, per-origin rate limiter on with a bucket the load cannot empty; make_knock "
+        f"sends 12 `ver` values (as Synapse does) in room version {fixtures.ROOM_VERSION} knock "
+        f"rooms; one signed X-Matrix header per target, replayed (the signature is verified on "
+        f"every request).",
+        "",
+        "## Fixtures",
+        "",
+        "| room | members | events | build time | |",
+        "| --- | ---: | ---: | ---: | --- |",
+    ]
+    for room in report["fixtures"]:
+        note = "cached (build time of the cached build)" if room["cached"] else "built this run"
+        lines.append(
+            f"| {room['label']} | {room['members']:,} | {room['events']:,} | "
+            f"{room['build_s']:.1f} s | {note} |"
+        )
+    lines += ["", "## Targets", "", "| target | measured | met |", "| --- | --- | --- |"]
+    for target, value, met in report["targets"]:
+        lines.append(f"| {target} | {value} | {'yes' if met else '**no**'} |")
+    for name, layout in report["layouts"].items():
+        pin = (
+            f"server on core {layout['server_cpu']}, load on core {layout['load_cpu']}"
+            if layout["server_cpu"] is not None
+            else "unpinned"
+        )
+        rss = ", ".join(f"{value:.0f} MB" for value in layout["peak_rss_mb_per_worker"])
+        lines += [
+            "",
+            f"## {name} ({layout['workers']} worker(s), {pin}; peak RSS per worker: {rss})",
+            "",
+            f"Load average before/after: {' '.join(layout['loadavg_before'])} / "
+            f"{' '.join(layout['loadavg_after'])}.",
+            "",
+            "| endpoint / room | c | req/s | p50 ms | p90 ms | p99 ms | server CPU ms/req"
+            " | errors |",
+            "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        ]
+        for target, per_c in layout["medians"].items():
+            what = "version" if target == "version" else f"make_knock {target}"
+            for c, s in per_c.items():
+                lines.append(
+                    f"| {what} | {c} | {s['rps']:.0f} | {s['p50_ms']:.3f} | {s['p90_ms']:.3f} | "
+                    f"{s['p99_ms']:.3f} | {s['cpu_ms_per_request']:.3f} | {s['errors']} |"
+                )
+        sk = layout["send_knock"]
+        lines += [
+            "",
+            f"send_knock (c=8, {sk['distinct_knocks_stored']:,} distinct knocks stored of "
+            f"{sk['requests']:,} requests): {sk['rps']:.0f} req/s, p50 {sk['p50_ms']:.2f} ms, "
+            f"p99 {sk['p99_ms']:.2f} ms, server CPU {sk['cpu_ms_per_request']:.3f} ms/req, "
+            f"errors {sk['errors']}.",
+        ]
+        cold = layout["cold"]
+        if cold:
+            burst = cold["burst_50"]
+            lines += [
+                "",
+                f"Cold path: first request from a new origin (key fetch over TLS included) "
+                f"{cold['first_request_ms_median']} ms (median of {cold['first_request_ms']}); "
+                f"{burst['requests']} simultaneous requests from a new origin: "
+                f"{burst['key_fetches']} key fetch(es), {burst['ok']} answered 200, all done in "
+                f"{burst['all_done_ms']} ms.",
+            ]
+    lines += ["", f"Chart: `{report['chart']}`" if report.get("chart") else "No chart."]
+    path.write_text("\n".join(lines) + "\n")
+
+
+def write_chart(report: dict[str, Any], path: Path) -> bool:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return False
+    rooms = ["10-members", "1,000-members", "100,000-members"]
+    sizes = [10, 1_000, 100_000]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.5))
+    one = report["layouts"]["1-worker-pinned"]["medians"]
+    for c in one["10-members"]:
+        left.plot(sizes, [one[room][c]["p50_ms"] for room in rooms], marker="o", label=f"p50 c={c}")
+        left.plot(
+            sizes,
+            [one[room][c]["p99_ms"] for room in rooms],
+            marker="x",
+            ls="--",
+            label=f"p99 c={c}",
+        )
+    left.set_xscale("log")
+    left.set_xlabel("room members")
+    left.set_ylabel("make_knock latency (ms)")
+    left.set_title("1 worker pinned: latency against room size")
+    left.legend(fontsize=7)
+    for name, layout in report["layouts"].items():
+        medians = layout["medians"]
+        cs = [int(c) for c in medians["10-members"]]
+        right.plot(
+            cs,
+            [medians["10-members"][str(c)]["rps"] for c in cs],
+            marker="o",
+            label=f"make_knock, {name}",
+        )
+        right.plot(
+            cs,
+            [medians["version"][str(c)]["rps"] for c in cs],
+            marker="x",
+            ls="--",
+            label=f"version, {name}",
+        )
+    right.set_xscale("log", base=2)
+    right.set_xlabel("concurrent connections")
+    right.set_ylabel("requests/s")
+    right.set_title("throughput against concurrency (10-member room)")
+    right.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--seconds", type=float, default=3.0)
+    parser.add_argument("--warmup", type=float, default=2.0)
+    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 64])
+    parser.add_argument("--knocks", type=int, default=6000)
+    parser.add_argument("--skip-cold", action="store_true")
+    parser.add_argument("--layouts", nargs="+", default=["1-worker-pinned", "2-workers"])
+    parser.add_argument("--no-write", action="store_true", help="print, do not write results")
+    args = parser.parse_args()
+    started = time.monotonic()
+
+    def log(message: str) -> None:
+        print(f"[{time.monotonic() - started:6.1f}s] {message}", flush=True)
+
+    if (os.cpu_count() or 1) < 2:
+        log("warning: fewer than 2 cores; the pinned layout shares one core")
+    work = Path(tempfile.mkdtemp(prefix="antechamber-bench-"))
+    data_dir = work / "data"
+    try:
+        built = fixtures.build_fixtures(data_dir, log=log)
+        rooms = {room.label: room for room in built}
+        ca = TestCA(work / "ca")
+        layouts_spec = {
+            "1-worker-pinned": {"workers": 1, "server_cpu": 0, "load_cpu": 1},
+            "2-workers": {"workers": 2, "server_cpu": None, "load_cpu": None},
+        }
+        layouts = {}
+        with RemoteHomeserver(ca, wall_clock_ms) as remote:
+            for name in args.layouts:
+                layouts[name] = run_layout(
+                    name,
+                    **layouts_spec[name],
+                    data_dir=data_dir,
+                    work=work,
+                    ca=ca,
+                    remote=remote,
+                    rooms=rooms,
+                    args=args,
+                    log=log,
+                )
+        now = datetime.datetime.now(datetime.UTC)
+        report: dict[str, Any] = {
+            "date": now.strftime("%Y-%m-%d"),
+            "commit": git_commit(),
+            "machine": machine(),
+            "settings": {
+                "runs": args.runs,
+                "seconds": args.seconds,
+                "warmup": args.warmup,
+                "concurrency": args.concurrency,
+            },
+            "fixtures": [asdict(room) for room in built],
+            "layouts": layouts,
+            "total_s": round(time.monotonic() - started, 1),
+        }
+        if set(layouts) == set(layouts_spec):
+            report["targets"] = check_targets(report)
+        else:
+            report["targets"] = []
+        stem = f"{report['date']}-{report['commit']}"
+        if args.no_write:
+            out = work
+        else:
+            RESULTS.mkdir(parents=True, exist_ok=True)
+            out = RESULTS
+        chart = out / f"{stem}.png"
+        if report["targets"] and write_chart(report, chart):
+            report["chart"] = chart.name
+        (out / f"{stem}.json").write_text(json.dumps(report, indent=2) + "\n")
+        write_markdown(report, out / f"{stem}.md")
+        print((out / f"{stem}.md").read_text())
+        log(f"wrote {out / stem}.md/.json")
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
