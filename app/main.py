@@ -24,7 +24,9 @@ from app.auth import SECURITY_MAP, BodyBufferMiddleware, OriginReportMiddleware
 from app.config import Config, load_config
 from app.fast_path import FastPathMiddleware, compile_operations
 from app.keyring import Keyring
+from app.limits import RequestLimitsMiddleware
 from app.paths import EncodedSlashMiddleware
+from app.ratelimit import RateLimiter
 from app.signing_key import key_id, load_old_verify_keys, load_or_generate_signing_key
 from db.store import Store
 from matrix.errors import MatrixError
@@ -70,6 +72,12 @@ def create_app(
             "store": store,
             "clock": clock,
             "keyring": keyring,
+            # One bucket per origin in each worker (so N workers allow up to N times the rate).
+            "rate_limiter": RateLimiter(
+                config.rc_federation_per_second, config.rc_federation_burst_count
+            )
+            if config.rc_federation_enabled
+            else None,
         }
         logger.info(
             "Serving %s with key ed25519:%s, database %s",
@@ -110,6 +118,7 @@ def create_app(
         BodyBufferMiddleware,
         position=MiddlewarePosition.BEFORE_SECURITY,
         max_body_bytes=config.max_request_body_bytes,
+        read_timeout_s=config.request_body_timeout_s,
     )
     # Ids may contain '/': route on a path where %2F stays encoded (app/paths.py).
     connexion_app.add_middleware(EncodedSlashMiddleware, position=MiddlewarePosition.BEFORE_ROUTING)
@@ -128,7 +137,7 @@ def create_app(
             validate_responses=config.validate_responses,
         )
         served = FastPathMiddleware(connexion_app, operations)
-    return AccessLogMiddleware(served)
+    return AccessLogMiddleware(RequestLimitsMiddleware(served, config.max_request_uri_bytes))
 
 
 def create_app_from_environment() -> ASGIApp:
