@@ -2,7 +2,6 @@
 
 import contextlib
 import gc
-import json
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
@@ -151,7 +150,3 @@ def contract() -> dict[str, Any]:
 
     document: dict[str, Any] = yaml.safe_load(SPEC_PATH.read_text(encoding="utf-8"))
     return document
-
-
-def contract_json() -> str:
-    return json.dumps(contract(), indent=2, sort_keys=False)
