@@ -22,6 +22,8 @@ from app.access_log import AccessLogMiddleware
 from app.auth import SECURITY_MAP, BodyBufferMiddleware, OriginReportMiddleware
 from app.config import Config, load_config
 from app.fast_path import FastPathMiddleware, compile_operations
+from app.federation_client import FederationClient, FederationHttp
+from app.federation_sender import FederationSender
 from app.keyring import Keyring
 from app.limits import RequestLimitsMiddleware
 from app.paths import EncodedSlashMiddleware
@@ -60,8 +62,17 @@ def create_app(
     async def lifespan(_app: Any) -> AsyncIterator[dict[str, Any]]:
         store = Store.open(config.database_path)
         signing_key = load_or_generate_signing_key(config.resolved_signing_key_path)
+        # One outbound connection pool (discovery, TLS, SSRF guard) for key fetches and sends.
+        http = FederationHttp(config)
         keyring = Keyring(
-            store, config, clock, local_keys={key_id(signing_key): get_verify_key(signing_key)}
+            store,
+            config,
+            clock,
+            http=http,
+            local_keys={key_id(signing_key): get_verify_key(signing_key)},
+        )
+        pdu_sender = FederationSender(
+            FederationClient(config.server_name, signing_key, config, http=http), clock
         )
         state = {
             "config": config,
@@ -71,6 +82,7 @@ def create_app(
             "store": store,
             "clock": clock,
             "keyring": keyring,
+            "pdu_sender": pdu_sender,
             # One bucket per origin in each worker (so N workers allow up to N times the rate).
             "rate_limiter": RateLimiter(
                 config.rc_federation_per_second, config.rc_federation_burst_count
@@ -91,7 +103,9 @@ def create_app(
         try:
             yield state
         finally:
+            await pdu_sender.aclose()
             await keyring.aclose()
+            await http.aclose()
             store.close()
 
     swagger_ui_options = SwaggerUIOptions(

@@ -229,6 +229,15 @@ class Store:
         ).fetchone()
         return row is not None
 
+    def get_joined_servers(self, room_id: str) -> list[str]:
+        """The servers with at least one joined user (a primary-key prefix range)."""
+        rows = self.conn.execute(
+            "SELECT server_name FROM room_server_joined_members WHERE room_id = ?"
+            " ORDER BY server_name",
+            (room_id,),
+        ).fetchall()
+        return [row[0] for row in rows]
+
     # Rooms and events: the one write path ---------------------------------------------------
 
     def persist_event(

@@ -7,6 +7,7 @@ from connexion.context import scope
 from signedjson.types import SigningKey, VerifyKey
 
 from db.store import Store
+from matrix.types import JsonDict
 
 
 def _state() -> dict[str, Any]:
@@ -51,4 +52,15 @@ class EventKeySource(Protocol):
 
 def keyring() -> EventKeySource:
     value: EventKeySource = _state()["keyring"]
+    return value
+
+
+class PduSender(Protocol):
+    """Background delivery of events to other servers (app/federation_sender.py)."""
+
+    def send_pdu(self, destinations: Iterable[str], pdu: JsonDict) -> None: ...
+
+
+def pdu_sender() -> PduSender:
+    value: PduSender = _state()["pdu_sender"]
     return value

@@ -174,7 +174,11 @@ async def send_knock(roomId: str, eventId: str, body: JsonDict, user: str) -> Js
             is_signed_by=await _get_authoriser_check(event, room_version),
         )
         # One transaction: event, current state and forward extremities (db/store.py).
-        store.persist_event(event, event_id, room_version.identifier)
-        logger.info("Accepted knock %s by %s in %s", event_id, event["sender"], room_id)
+        if store.persist_event(event, event_id, room_version.identifier):
+            logger.info("Accepted knock %s by %s in %s", event_id, event["sender"], room_id)
+            # SS §Joining Rooms / §Knocking: the resident sends the event to the other servers
+            # in the room on the knocker's behalf (the knocking server has it already).
+            others = set(store.get_joined_servers(room_id)) - {_context.server_name(), origin}
+            _context.pdu_sender().send_pdu(sorted(others), event)
     state = store.get_current_state_events(room_id, KNOCK_ROOM_STATE_KEYS)
     return {"knock_room_state": [state[key] for key in KNOCK_ROOM_STATE_KEYS if key in state]}

@@ -70,7 +70,14 @@ class RemoteHomeserver:
         self.base_url = ""
         self._lock = threading.Lock()
         self._stack = contextlib.ExitStack()
-        self.app = Starlette(routes=[Route("/_matrix/key/v2/server", self._keys)])
+        # Transactions sent to this server: (request target as sent, Authorization, body).
+        self.transactions: list[tuple[str, str, Any]] = []
+        self.app = Starlette(
+            routes=[
+                Route("/_matrix/key/v2/server", self._keys),
+                Route("/_matrix/federation/v1/send/{txn_id}", self._send, methods=["PUT"]),
+            ]
+        )
 
     # Lifecycle --------------------------------------------------------------------------
 
@@ -125,6 +132,13 @@ class RemoteHomeserver:
         return build_server_keys(
             server_name or self.server_name, self.signing_key, self.old_verify_keys, now
         )
+
+    async def _send(self, request: Request) -> Response:
+        """SS §Transactions: record what arrived; answer as a server that accepted every PDU."""
+        target = request.scope["raw_path"].decode("latin-1")
+        body = await request.json()
+        self.transactions.append((target, request.headers.get("authorization", ""), body))
+        return JSONResponse({"pdus": {}}, headers={"connection": "close"})
 
     async def _keys(self, request: Request) -> Response:
         response = await self._key_response()

@@ -22,6 +22,7 @@ class KnockEnv:
     admin: RoomAdmin
     store: Store
     remote: object
+    config: Config
 
     @property
     def remote_signer(self):
@@ -58,7 +59,7 @@ def env(federation_config: Config, remote, clock) -> Iterator[KnockEnv]:
     admin = make_room_admin(store, SERVER_NAME, key, clock)
     app = create_app(federation_config, clock=clock)
     with TestClient(app, raise_server_exceptions=False) as client:
-        yield KnockEnv(client, admin, store, remote)
+        yield KnockEnv(client, admin, store, remote, federation_config)
     store.close()
 
 

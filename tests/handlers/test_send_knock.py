@@ -296,3 +296,38 @@ def test_send_knock_unsigned_request_is_401(env):
     event, event_id = complete(env, knock_draft(env, room_id), "12")
     uri = f"/_matrix/federation/v1/send_knock/{quote(room_id, safe='')}/{quote(event_id, safe='')}"
     assert_error(env.client.put(uri, json=event), 401, "M_UNAUTHORIZED")
+
+
+def test_send_knock_is_sent_to_the_other_servers_in_the_room(env, test_ca, clock):
+    """SS §Joining Rooms / §Knocking: the resident sends the knock to the other residents."""
+    import time
+
+    from signedjson.key import get_verify_key
+
+    from app.signing_key import load_signing_key
+    from matrix.xmatrix import (
+        build_request_json,
+        check_request_signature,
+        parse_authorization_headers,
+    )
+    from tests.remote import RemoteHomeserver
+
+    with RemoteHomeserver(test_ca, clock, key_version="other1") as other:
+        room_id = create_room(env.admin, "12", "knock")
+        add_member(env.admin, room_id, f"@bob:{other.server_name}", remote=other)
+        _, event_id, response = knock(env, room_id, "12")
+        assert response.status_code == 200
+        deadline = time.monotonic() + 10
+        while not other.transactions and time.monotonic() < deadline:
+            time.sleep(0.05)
+        ((target, authorization, body),) = other.transactions
+    assert target.startswith("/_matrix/federation/v1/send/")
+    assert body["origin"] == SERVER_NAME
+    assert body["pdus"] == [env.store.get_event(event_id)]
+    auth = parse_authorization_headers([authorization])
+    assert (auth.origin, auth.destination) == (SERVER_NAME, other.server_name)
+    key = load_signing_key(env.config.resolved_signing_key_path)
+    request = build_request_json("PUT", target, SERVER_NAME, other.server_name, body)
+    check_request_signature(request, auth, {f"ed25519:{key.version}": get_verify_key(key)})
+    # The knocking server sent the event itself: it gets no copy.
+    assert env.remote.transactions == []
