@@ -34,6 +34,8 @@ from urllib.parse import quote
 import httpx
 import trustme
 
+from app.config import DEFAULT_IP_RANGE_DENYLIST
+
 ROOT = Path(__file__).resolve().parent.parent
 ANTECHAMBER = ROOT / ".venv" / "bin" / "antechamber"
 
@@ -42,24 +44,11 @@ ANTECHAMBER = ROOT / ".venv" / "bin" / "antechamber"
 # BlocklistingAgentWrapper in matrixfederationclient.py gets no allowlist), so
 # `ip_range_whitelist: [127.0.0.1]` would NOT let it reach 127.0.0.1:<port>. In 1.163.2 the
 # config key is still spelled `ip_range_blacklist`; `ip_range_blocklist` would be ignored.
+# Our default denylist is Synapse's plus the unspecified addresses Synapse adds by itself.
 SYNAPSE_IP_BLOCKLIST = [
-    "10.0.0.0/8",
-    "172.16.0.0/12",
-    "192.168.0.0/16",
-    "100.64.0.0/10",
-    "192.0.0.0/24",
-    "169.254.0.0/16",
-    "192.88.99.0/24",
-    "198.18.0.0/15",
-    "192.0.2.0/24",
-    "198.51.100.0/24",
-    "203.0.113.0/24",
-    "224.0.0.0/4",
-    "fe80::/10",
-    "fc00::/7",
-    "2001:db8::/32",
-    "ff00::/8",
-    "fec0::/10",
+    ip_range
+    for ip_range in DEFAULT_IP_RANGE_DENYLIST
+    if ip_range not in {"0.0.0.0/8", "127.0.0.0/8", "::/128", "::1/128"}
 ]
 
 LENIENT = {"per_second": 1000, "burst_count": 1000}
