@@ -19,7 +19,7 @@ serve: venv
 	$(BIN)/antechamber serve
 
 test: venv
-	$(BIN)/pytest -q --cov=matrix --cov-branch --cov-report=term-missing:skip-covered
+	$(BIN)/pytest -q --cov=matrix --cov-branch --cov-report=term-missing:skip-covered --cov-fail-under=100
 
 fuzz: venv
 	ANTECHAMBER_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) ANTECHAMBER_FUZZ_REPORT=$${ANTECHAMBER_FUZZ_REPORT:-fuzz-report.json} $(BIN)/pytest -q -p no:cacheprovider tests/test_fuzz.py
