@@ -10,13 +10,14 @@ Bodies have their own deadline in the app (BodyBufferMiddleware).
 """
 
 import asyncio
-import json
 import logging
 from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from app.config import Config, load_config
+from app.errors import render_error
+from matrix.errors import MatrixError
 
 logger = logging.getLogger(__name__)
 
@@ -24,9 +25,8 @@ _REASONS = {408: b"Request Timeout", 431: b"Request Header Fields Too Large"}
 
 
 def _refusal(status: int, message: str) -> bytes:
-    body = json.dumps({"errcode": "M_UNKNOWN", "error": message}).encode()
-    if status == 431:
-        body = json.dumps({"errcode": "M_TOO_LARGE", "error": message}).encode()
+    errcode = "M_TOO_LARGE" if status == 431 else "M_UNKNOWN"
+    status, body, _ = render_error(MatrixError(errcode, message, status=status))
     return b"".join(
         [
             b"HTTP/1.1 %d %s\r\n" % (status, _REASONS[status]),
