@@ -7,8 +7,8 @@ from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.errors import JSON_CONTENT_TYPE, render_error
-from matrix.errors import MatrixError
+from app.errors import internal_error, send_error
+from app.scope import ORIGIN_SCOPE_KEY, REQUEST_ID_SCOPE_KEY, request_uri
 
 logger = logging.getLogger("antechamber.access")
 
@@ -25,7 +25,7 @@ class AccessLogMiddleware:
             await self.app(scope, receive, send)
             return
         request_id = secrets.token_hex(6)
-        scope["antechamber.request_id"] = request_id
+        scope[REQUEST_ID_SCOPE_KEY] = request_id
         started = time.perf_counter()
         status = 0
         response_started = False
@@ -40,21 +40,17 @@ class AccessLogMiddleware:
         try:
             await self.app(scope, receive, send_wrapper)
         except Exception as exc:
-            logger.error("Unhandled error in request %s: %r", request_id, exc, exc_info=exc)
+            error = internal_error(scope, exc)
             if not response_started:
-                status, body, _ = render_error(
-                    MatrixError("M_UNKNOWN", f"Internal server error (request {request_id})")
-                )
-                await _send_json(send, status, body)
+                status = error.status
+                await send_error(send, error)
         finally:
             self._log(scope, status, time.perf_counter() - started, request_id)
 
     @staticmethod
     def _log(scope: Scope, status: int, elapsed: float, request_id: str) -> None:
-        raw_path = scope.get("raw_path") or scope.get("path", "").encode()
-        query = scope.get("query_string", b"")
-        target = raw_path.decode("latin-1") + ("?" + query.decode("latin-1") if query else "")
-        origin: Any = scope.get("antechamber.origin") or "-"
+        target = request_uri(scope)
+        origin: Any = scope.get(ORIGIN_SCOPE_KEY) or "-"
         logger.info(
             "%s %s %s %.1fms origin=%s request_id=%s",
             scope.get("method"),
@@ -64,17 +60,3 @@ class AccessLogMiddleware:
             origin,
             request_id,
         )
-
-
-async def _send_json(send: Send, status: int, body: bytes) -> None:
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [
-                (b"content-type", JSON_CONTENT_TYPE.encode()),
-                (b"content-length", str(len(body)).encode()),
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})

@@ -20,10 +20,9 @@ from connexion.security import AbstractSecurityHandler
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.keyring import Keyring
-from matrix.canonical import parse_json_object
+from app.scope import BODY_SCOPE_KEY, ORIGIN_SCOPE_KEY, json_body, request_uri
 from matrix.errors import MatrixError
 from matrix.ids import parse_server_name
-from matrix.types import JsonDict
 from matrix.xmatrix import (
     build_request_json,
     check_request_signature,
@@ -32,8 +31,6 @@ from matrix.xmatrix import (
 
 logger = logging.getLogger(__name__)
 
-BODY_SCOPE_KEY = "antechamber.body"
-ORIGIN_SCOPE_KEY = "antechamber.origin"
 _ORIGIN_REPORT_KEY = "antechamber.origin_report"
 # The name of the scheme in openapi/federation.yaml (components.securitySchemes), lower-cased
 # because that is how Connexion looks it up.
@@ -78,6 +75,13 @@ class BodyBufferMiddleware:
         if body is None:
             return
         scope[BODY_SCOPE_KEY] = body
+        # Downstream sees a fixed-length body: a chunked one (no Content-Length) would
+        # otherwise look empty to Connexion's body validator.
+        scope["headers"] = [
+            (name, value)
+            for name, value in scope["headers"]
+            if name not in (b"content-length", b"transfer-encoding")
+        ] + [(b"content-length", str(len(body)).encode())]
         replayed = False
 
         async def replay() -> Message:
@@ -135,16 +139,6 @@ def _unauthorized(message: str) -> MatrixError:
     return MatrixError("M_UNAUTHORIZED", message)
 
 
-def request_uri(scope: Scope) -> str:
-    """The request target exactly as sent: raw percent-encoded path, then ``?query``."""
-    raw_path: bytes = scope.get("raw_path") or scope["path"].encode("utf-8")
-    uri = raw_path.decode("latin-1")
-    query: bytes = scope.get("query_string", b"")
-    if query:
-        uri += "?" + query.decode("latin-1")
-    return uri
-
-
 async def authenticate_request(
     scope: Scope, server_name: str, keyring: Keyring, now_ms: int
 ) -> str:
@@ -164,10 +158,9 @@ async def authenticate_request(
     # SS: a destination other than our own name must be refused with 401.
     if auth.destination is not None and auth.destination != server_name:
         raise _unauthorized("Request is for another destination")
-    body: bytes = scope.get(BODY_SCOPE_KEY, b"")
     # content only when there is a body; it must be a JSON object (400 M_NOT_JSON / M_BAD_JSON,
-    # as the body validators would say).
-    content: JsonDict | None = parse_json_object(body) if body else None
+    # as the body validators would say). Parsed once: the validators reuse it.
+    content = json_body(scope)
     request_json = build_request_json(
         scope["method"], request_uri(scope), auth.origin, server_name, content
     )

@@ -13,10 +13,10 @@ from connexion.exceptions import (
 from connexion.lifecycle import ConnexionRequest, ConnexionResponse
 from connexion.validators import JSONRequestBodyValidator, ParameterValidator
 from jsonschema import ValidationError
-from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
+from starlette.types import Send
 
-from matrix.canonical import parse_json_object
+from app.scope import has_body, json_body, request_id
 from matrix.errors import MatrixError
 
 logger = logging.getLogger(__name__)
@@ -36,6 +36,28 @@ def render_error(error: MatrixError) -> tuple[int, bytes, dict[str, str]]:
         headers["Connection"] = "close"
     body = json.dumps(error.to_json(), ensure_ascii=False, separators=(",", ":")).encode()
     return error.status, body, headers
+
+
+def internal_error(scope: t.Any, exc: BaseException) -> MatrixError:
+    """Log an unexpected exception with the request id; the 500 that names that id."""
+    rid = request_id(scope)
+    logger.error("Unhandled error in request %s: %r", rid, exc, exc_info=exc)
+    return MatrixError("M_UNKNOWN", f"Internal server error (request {rid})")
+
+
+async def send_json(send: Send, status: int, body: bytes, headers: dict[str, str]) -> None:
+    """A JSON response straight on the ASGI channel (layers outside Connexion)."""
+    raw_headers = [
+        (b"content-type", JSON_CONTENT_TYPE.encode()),
+        (b"content-length", str(len(body)).encode()),
+        *((name.lower().encode(), value.encode()) for name, value in headers.items()),
+    ]
+    await send({"type": "http.response.start", "status": status, "headers": raw_headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+async def send_error(send: Send, error: MatrixError) -> None:
+    await send_json(send, *render_error(error))
 
 
 def _response(error: MatrixError) -> ConnexionResponse:
@@ -89,9 +111,7 @@ def handle_http_exception(request: ConnexionRequest, exc: Exception) -> Connexio
 
 
 def handle_unexpected(request: ConnexionRequest, exc: Exception) -> ConnexionResponse:
-    request_id = request.scope.get("antechamber.request_id", "-")
-    logger.error("Unhandled error in request %s: %r", request_id, exc, exc_info=exc)
-    return _response(MatrixError("M_UNKNOWN", f"Internal server error (request {request_id})"))
+    return _response(internal_error(request.scope, exc))
 
 
 class MatrixParameterValidator(ParameterValidator):  # type: ignore[misc]
@@ -116,17 +136,18 @@ class MatrixJSONBodyValidator(JSONRequestBodyValidator):  # type: ignore[misc]
     """Request bodies: M_NOT_JSON when not JSON, M_BAD_JSON when JSON of the wrong shape."""
 
     async def wrap_receive(self, receive: t.Any, *, scope: t.Any) -> t.Any:
-        # Connexion refuses an empty body before parsing; an empty body is not JSON (M_NOT_JSON).
-        if self._required and not int(Headers(scope=scope).get("content-length", 0)):
+        # Connexion refuses a body without Content-Length (chunked) or with 0 before parsing;
+        # judge by the body BodyBufferMiddleware read: an empty one is not JSON (M_NOT_JSON).
+        if self._required and not has_body(scope):
             raise MatrixError("M_NOT_JSON", "Request body must be a JSON object")
         return await super().wrap_receive(receive, scope=scope)
 
     async def _parse(self, stream: t.AsyncGenerator[bytes, None], scope: t.Any) -> t.Any:
-        raw = b"".join([chunk async for chunk in stream])
-        if not raw:
-            return None
-        # CS §API standards: every PUT/POST body is a JSON object (duplicate keys, NaN refused).
-        return parse_json_object(raw)
+        async for _ in stream:  # drained for Connexion's replay; the body is in the scope
+            pass
+        # CS §API standards: every PUT/POST body is a JSON object (duplicate keys, NaN refused);
+        # the X-Matrix check has usually parsed it already.
+        return json_body(scope)
 
     def _validate(self, body: t.Any) -> dict[str, t.Any] | None:
         if body is None:

@@ -40,15 +40,12 @@ from jsonschema import Draft4Validator
 from starlette.routing import compile_path
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from app.errors import JSON_CONTENT_TYPE, render_error
-from app.paths import route_path
+from app.errors import JSON_CONTENT_TYPE, internal_error, send_error, send_json
 from matrix.errors import MatrixError
 
 logger = logging.getLogger(__name__)
 
 Predicate = Callable[[Any], bool]
-_KEPT_ENCODED = re.compile(rb"%2[Ff]|%25")
-_JSON_HEADER = (b"content-type", JSON_CONTENT_TYPE.encode())
 # Schema keywords the small predicates implement exactly as JSON Schema draft 4 defines them;
 # a schema with any other keyword is checked by jsonschema itself.
 _PREDICATE_KEYWORDS = {
@@ -262,13 +259,6 @@ def compile_operation(
     )
 
 
-async def _send_json(send: Send, status: int, body: bytes, headers: dict[str, str]) -> None:
-    raw_headers = [_JSON_HEADER, (b"content-length", str(len(body)).encode())]
-    raw_headers += [(name.lower().encode(), value.encode()) for name, value in headers.items()]
-    await send({"type": "http.response.start", "status": status, "headers": raw_headers})
-    await send({"type": "http.response.body", "body": body})
-
-
 class FastPathMiddleware:
     """Serves the compiled operations; passes everything else to ``app`` (Connexion)."""
 
@@ -279,12 +269,8 @@ class FastPathMiddleware:
     def _match(self, scope: Scope) -> tuple[CompiledOperation, dict[str, Any]] | None:
         if scope["method"] != "GET" or scope.get("root_path"):
             return None
+        # EncodedSlashMiddleware (outside this layer) has already kept %2F / %25 encoded.
         path: str = scope["path"]
-        raw_path = scope.get("raw_path")
-        if raw_path and _KEPT_ENCODED.search(raw_path):
-            # What EncodedSlashMiddleware routes on (app/paths.py); without %2F or %25 in the
-            # raw path that is the path uvicorn decoded (room ids' "%21" needs no rewrite).
-            path = route_path(raw_path.decode("utf-8", "replace"))
         for operation in self.operations:
             path_match = operation.path_regex.match(path)
             if path_match is None:
@@ -306,18 +292,13 @@ class FastPathMiddleware:
         try:
             body = await self._call(operation, arguments, scope, receive)
         except MatrixError as exc:
-            status, error_body, headers = render_error(exc)
-            await _send_json(send, status, error_body, headers)
+            await send_error(send, exc)
             return
         except Exception as exc:
             # As app.errors.handle_unexpected answers for Connexion.
-            request_id = scope.get("antechamber.request_id", "-")
-            logger.error("Unhandled error in request %s: %r", request_id, exc, exc_info=exc)
-            error = MatrixError("M_UNKNOWN", f"Internal server error (request {request_id})")
-            status, error_body, headers = render_error(error)
-            await _send_json(send, status, error_body, headers)
+            await send_error(send, internal_error(scope, exc))
             return
-        await _send_json(send, 200, body, {})
+        await send_json(send, 200, body, {})
 
     async def _call(
         self,

@@ -6,7 +6,8 @@ the HTTP protocol level. This layer bounds what does reach it, whatever server r
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from app.errors import JSON_CONTENT_TYPE, render_error
+from app.errors import send_error
+from app.scope import request_uri
 from matrix.errors import MatrixError
 
 
@@ -17,9 +18,7 @@ class RequestLimitsMiddleware:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
-            raw_path: bytes = scope.get("raw_path") or scope["path"].encode("utf-8")
-            uri_bytes = len(raw_path) + len(scope.get("query_string", b""))
-            if uri_bytes > self.max_uri_bytes:
+            if len(request_uri(scope).encode("latin-1")) > self.max_uri_bytes:
                 # RFC 9110 §15.5.15 414 URI Too Long, with the Matrix errcode for "too large".
                 error = MatrixError(
                     "M_TOO_LARGE",
@@ -45,14 +44,3 @@ def _normalise_content_type(scope: Scope) -> None:
             normal = media_type.strip().lower()
             if normal != media_type:
                 headers[index] = (name, normal + separator + parameters)
-
-
-async def send_error(send: Send, error: MatrixError) -> None:
-    status, body, headers = render_error(error)
-    raw_headers = [
-        (b"content-type", JSON_CONTENT_TYPE.encode()),
-        (b"content-length", str(len(body)).encode()),
-        *((name.lower().encode(), value.encode()) for name, value in headers.items()),
-    ]
-    await send({"type": "http.response.start", "status": status, "headers": raw_headers})
-    await send({"type": "http.response.body", "body": body})

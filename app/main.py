@@ -133,8 +133,6 @@ def create_app(
         max_body_bytes=config.max_request_body_bytes,
         read_timeout_s=config.request_body_timeout_s,
     )
-    # Ids may contain '/': route on a path where %2F stays encoded (app/paths.py).
-    connexion_app.add_middleware(EncodedSlashMiddleware, position=MiddlewarePosition.BEFORE_ROUTING)
     connexion_app.add_middleware(OriginReportMiddleware, position=MiddlewarePosition.BEFORE_SWAGGER)
     connexion_app.add_error_handler(MatrixError, errors.handle_matrix_error)
     connexion_app.add_error_handler(ProblemException, errors.handle_problem)
@@ -150,6 +148,9 @@ def create_app(
             validate_responses=config.validate_responses,
         )
         served = FastPathMiddleware(connexion_app, operations)
+    # Ids may contain '/': both the fast path and Connexion route on a path where %2F stays
+    # encoded (app/paths.py); rewritten once, outside both.
+    served = EncodedSlashMiddleware(served)
     return AccessLogMiddleware(RequestLimitsMiddleware(served, config.max_request_uri_bytes))
 
 

@@ -13,6 +13,7 @@ from urllib.parse import unquote
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 _KEEP_ENCODED = re.compile(r"(%2[Ff]|%25)")
+_KEEP_ENCODED_BYTES = re.compile(rb"%2[Ff]|%25")
 
 
 def route_path(raw_path: str) -> str:
@@ -27,6 +28,7 @@ class EncodedSlashMiddleware:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         raw_path = scope.get("raw_path")
-        if scope["type"] == "http" and raw_path and b"%2" in raw_path:
+        # Only when there is something to keep: "%21" (room ids' "!") decodes as uvicorn did.
+        if scope["type"] == "http" and raw_path and _KEEP_ENCODED_BYTES.search(raw_path):
             scope["path"] = route_path(raw_path.decode("utf-8", "replace"))
         await self.app(scope, receive, send)

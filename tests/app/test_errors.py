@@ -168,3 +168,20 @@ def test_errors_wrong_method_lists_allowed_methods(fixture_client):
     response = fixture_client.post("/_test/boom")
     assert_matrix_error(response, 405, "M_UNRECOGNIZED")
     assert "GET" in response.headers["allow"]
+
+
+def test_errors_chunked_body_is_read_like_any_other(fixture_client):
+    # No Content-Length: the body arrives chunked; it is still the request's JSON body.
+    def chunks():
+        yield b'{"a": '
+        yield b'"x"}'
+
+    response = fixture_client.put(
+        "/_test/body", content=chunks(), headers={"content-type": "application/json"}
+    )
+    assert response.status_code == 200, response.text
+    assert response.json() == {"a": "x"}
+    response = fixture_client.put(
+        "/_test/body", content=iter([b"{no"]), headers={"content-type": "application/json"}
+    )
+    assert_matrix_error(response, 400, "M_NOT_JSON")
