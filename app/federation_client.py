@@ -1,7 +1,6 @@
 """Outbound federation HTTP: server discovery, TLS settings, and X-Matrix signed requests."""
 
 import ipaddress
-import json
 import logging
 import ssl
 import time
@@ -10,11 +9,11 @@ from typing import Any
 
 import certifi
 import httpx
-from canonicaljson import encode_canonical_json
 from signedjson.types import SigningKey
 
 from app.config import Config
 from app.outbound_guard import GuardedTransport, IpRangeGuard
+from matrix.canonical import encode_canonical_json, parse_json_object
 from matrix.errors import MatrixError
 from matrix.ids import parse_server_name
 from matrix.xmatrix import sign_request
@@ -93,10 +92,12 @@ async def read_json_object(response: httpx.Response, max_bytes: int) -> Any:
         if total > max_bytes:
             raise FederationRequestError(f"response larger than {max_bytes} bytes")
         chunks.append(chunk)
+    # The same strict parser as for request bodies: NaN, duplicate keys and runaway nesting
+    # from a hostile server are refused here rather than failing deeper in.
     try:
-        return json.loads(b"".join(chunks))
-    except ValueError as exc:
-        raise FederationRequestError("response is not JSON") from exc
+        return parse_json_object(b"".join(chunks))
+    except MatrixError as exc:
+        raise FederationRequestError(f"response is not a JSON object ({exc.message})") from exc
 
 
 class FederationHttp:

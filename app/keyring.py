@@ -123,7 +123,8 @@ def check_key_response(document: Any, server_name: str, now_ms: int) -> dict[str
             continue
         try:
             verify_signed_json(document, server_name, current[key_id])
-        except SignatureVerifyException as exc:
+        # ValueError: canonical JSON refuses what the document holds (e.g. out-of-range floats).
+        except (SignatureVerifyException, ValueError) as exc:
             raise KeyResponseError(f"bad self-signature by {key_id}") from exc
         verified += 1
     _require(verified > 0, "no self-signature by a key in verify_keys")

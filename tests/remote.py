@@ -21,7 +21,16 @@ from matrix.server_keys import KEY_VALIDITY_MS, build_server_keys
 from matrix.xmatrix import sign_request
 from tests.live_server import serve_in_thread
 
-FAULT_MODES = ("ok", "hang", "garbage", "wrong_server_name", "bad_signature", "refuse")
+FAULT_MODES = (
+    "ok",
+    "hang",
+    "garbage",
+    "nan",
+    "deep",
+    "wrong_server_name",
+    "bad_signature",
+    "refuse",
+)
 
 
 class TestCA:
@@ -49,7 +58,8 @@ class RemoteHomeserver:
 
     ``server_name`` is ``127.0.0.1:<port>`` (an IP literal with a port: no discovery needed).
     ``key_fetches`` counts requests to its key endpoint. ``mode`` switches that endpoint into a
-    fault: hang (sleep past the fetcher's timeout), garbage (not JSON), wrong_server_name,
+    fault: hang (sleep past the fetcher's timeout), garbage (not JSON), nan (a NaN literal),
+    deep (runaway nesting), wrong_server_name,
     bad_signature; ``refuse()`` stops the server so connections are refused.
     """
 
@@ -155,6 +165,8 @@ class RemoteHomeserver:
             await asyncio.sleep(self.hang_s)
         if mode == "garbage":
             return Response(b"\x00{not json", media_type="application/json")
+        if mode == "deep":  # nesting deep enough to exhaust a naive recursive parser
+            return Response(b'{"a":' * 100_000 + b"1" + b"}" * 100_000)
         if mode == "wrong_server_name":
             return JSONResponse(self.key_document("someone-else.example"))
         document = self.key_document()
@@ -164,7 +176,10 @@ class RemoteHomeserver:
                 self.server_name, impostor, self.old_verify_keys, self.clock()
             )
             document["verify_keys"] = self.key_document()["verify_keys"]
-        return Response(encode_canonical_json(document), media_type="application/json")
+        body = encode_canonical_json(document)
+        if mode == "nan":  # a signed document plus a value plain json.loads accepts
+            body = body[:-1] + b',"weight":NaN}'
+        return Response(body, media_type="application/json")
 
     # Requests -----------------------------------------------------------------------------
 

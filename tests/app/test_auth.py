@@ -235,7 +235,7 @@ def test_auth_body_at_cap_is_accepted(app_client, remote, federation_config):
 
 # Key fetch faults ------------------------------------------------------------------------------
 
-FAULTS = ["hang", "garbage", "wrong_server_name", "bad_signature", "refuse"]
+FAULTS = ["hang", "garbage", "nan", "deep", "wrong_server_name", "bad_signature", "refuse"]
 
 
 @pytest.mark.parametrize("fault", FAULTS)
