@@ -148,11 +148,16 @@ class RoomAdmin:
         ``signer`` signs for a remote sender (test fixtures holding that server's key).
         ``prev_events`` replaces the forward extremities (test fixtures building forks).
         """
-        draft = self._load_draft(room_id, prev_events)
-        assert draft.create_event is not None
-        sender = parse_user_id(sender if sender is not None else draft.create_event["sender"])
-        event = self._add_to_draft(draft, type, state_key, content, sender, signer or self.signer)
-        self.store.persist_events([event], draft.room_version.identifier)
+        # Read, authorise and write under the write lock: a knock accepted by the server in
+        # between cannot slip under a ban decided on older state.
+        with self.store.write_transaction():
+            draft = self._load_draft(room_id, prev_events)
+            assert draft.create_event is not None
+            sender = parse_user_id(sender if sender is not None else draft.create_event["sender"])
+            event = self._add_to_draft(
+                draft, type, state_key, content, sender, signer or self.signer
+            )
+            self.store.persist_events([event], draft.room_version.identifier)
         return event[1]
 
     def send_state_events(
@@ -164,14 +169,15 @@ class RoomAdmin:
         before and is authorised, signed and identified exactly as by send_state_event;
         nothing is stored when any of them is refused. Returns their event ids.
         """
-        draft = self._load_draft(room_id)
-        built = [
-            self._add_to_draft(
-                draft, type, state_key, content, parse_user_id(sender), signer or self.signer
-            )
-            for type, state_key, content, sender, signer in events
-        ]
-        self.store.persist_events(built, draft.room_version.identifier)
+        with self.store.write_transaction():
+            draft = self._load_draft(room_id)
+            built = [
+                self._add_to_draft(
+                    draft, type, state_key, content, parse_user_id(sender), signer or self.signer
+                )
+                for type, state_key, content, sender, signer in events
+            ]
+            self.store.persist_events(built, draft.room_version.identifier)
         return [event_id for _event, event_id in built]
 
     def set_join_rule(
@@ -295,7 +301,7 @@ class RoomAdmin:
         if create_event is None:  # pragma: no cover - a stored room always has its create
             raise MatrixError("M_NOT_FOUND", f"room {room_id} has no create event")
         if prev_events is None:
-            extremities = self.store.get_forward_extremities(room_id)[:MAX_PREV_EVENTS]
+            extremities = self.store.get_forward_extremities(room_id, MAX_PREV_EVENTS)
         else:
             extremities = [(event_id, self._depth_of(event_id)) for event_id in prev_events]
         return _Draft(room_version, room_id, {}, extremities, {}, create_event, stored=True)

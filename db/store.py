@@ -1,8 +1,9 @@
 """The one Store: every read and write of Antechamber's SQLite database, named for its intent."""
 
+import contextlib
 import json
 import sqlite3
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -42,6 +43,7 @@ class Store:
     def __init__(self, db: sqlite_utils.Database):
         self.db = db
         self.conn: sqlite3.Connection = db.conn
+        self._in_write_transaction = False
 
     @classmethod
     def open(cls, path: Path | str) -> "Store":
@@ -124,6 +126,30 @@ class Store:
         ).fetchone()
         return None if row is None else bool(row[0])
 
+    def get_accepted_events(self, event_ids: Sequence[str]) -> dict[str, JsonDict]:
+        """The PDUs among ``event_ids`` that are stored and not rejected (one unique-index seek
+        each, in one statement)."""
+        if not event_ids:
+            return {}
+        marks = ",".join("?" * len(event_ids))
+        rows = self.conn.execute(
+            f"SELECT event_id, json FROM events WHERE event_id IN ({marks}) AND rejected = 0",
+            list(event_ids),
+        ).fetchall()
+        return {row[0]: _parse(row[1]) for row in rows}
+
+    def get_newest_stream_ordering(self, event_ids: Sequence[str]) -> int | None:
+        """The newest stream position among ``event_ids``; None unless every one is stored."""
+        unique = list(dict.fromkeys(event_ids))
+        if not unique:
+            return None
+        marks = ",".join("?" * len(unique))
+        count, newest = self.conn.execute(
+            f"SELECT count(*), max(stream_ordering) FROM events WHERE event_id IN ({marks})",
+            unique,
+        ).fetchone()
+        return int(newest) if count == len(unique) else None
+
     def get_stream_ordering(self, event_id: str) -> int | None:
         row = self.conn.execute(
             "SELECT stream_ordering FROM events WHERE event_id = ?", (event_id,)
@@ -194,13 +220,16 @@ class Store:
         ).fetchall()
         return [_parse(row[0]) for row in rows]
 
-    def get_forward_extremities(self, room_id: str) -> list[tuple[str, int]]:
-        """(event_id, depth) of the room's forward extremities, deepest (then newest) first."""
+    def get_forward_extremities(
+        self, room_id: str, limit: int | None = None
+    ) -> list[tuple[str, int]]:
+        """(event_id, depth) of the room's forward extremities, deepest (then newest) first;
+        at most ``limit`` of them (remote knocks built on old events can add many)."""
         rows = self.conn.execute(
             "SELECT fe.event_id, e.depth FROM forward_extremities AS fe"
             " JOIN events AS e ON e.event_id = fe.event_id"
-            " WHERE fe.room_id = ? ORDER BY e.depth DESC, e.stream_ordering DESC",
-            (room_id,),
+            " WHERE fe.room_id = ? ORDER BY e.depth DESC, e.stream_ordering DESC LIMIT ?",
+            (room_id, -1 if limit is None else limit),
         ).fetchall()
         return [(row[0], int(row[1])) for row in rows]
 
@@ -261,18 +290,33 @@ class Store:
         A room's first event must be its m.room.create: storing it creates the room row.
         Everything or nothing is written; already stored ids are skipped (False in the result).
         """
-        # BEGIN IMMEDIATE takes the write lock now, so the reads below see what we write over.
-        self.conn.execute("BEGIN IMMEDIATE")
-        try:
-            stored = [
+        with self.write_transaction():
+            return [
                 self._persist_one(event, event_id, room_version, rejected)
                 for event, event_id in events
             ]
+
+    @contextlib.contextmanager
+    def write_transaction(self) -> Iterator[None]:
+        """BEGIN IMMEDIATE ... COMMIT (ROLLBACK on error); nested uses join the outer one.
+
+        IMMEDIATE takes the write lock at once, so what a caller reads inside is still the
+        state when it writes: a decision made on the current state (an auth check) cannot be
+        overtaken by another worker's or the CLI's write in between.
+        """
+        if self._in_write_transaction:
+            yield
+            return
+        self.conn.execute("BEGIN IMMEDIATE")
+        self._in_write_transaction = True
+        try:
+            yield
             self.conn.execute("COMMIT")
         except BaseException:
             self.conn.execute("ROLLBACK")
             raise
-        return stored
+        finally:
+            self._in_write_transaction = False
 
     def _persist_one(
         self, event: JsonDict, event_id: str, room_version: str, rejected: bool

@@ -15,6 +15,7 @@ from matrix.events import check_event_signature
 from matrix.ids import get_domain, parse_room_id, parse_user_id
 from matrix.knock import (
     KNOCK_ROOM_STATE_KEYS,
+    MAX_TEMPLATE_PREV_EVENTS,
     build_knock_template,
     check_make_knock_allowed,
     check_send_knock_auth,
@@ -59,7 +60,7 @@ async def make_knock(roomId: str, userId: str, ver: list[str], user: str) -> Jso
     room_version = _load_room(store, room_id, server_name)
     # The template's state and the ACL in one statement; the checks keep their order.
     found = store.get_current_state_events_with_ids(
-        room_id, [*get_knock_state_keys(user_id), ACL_KEY]
+        room_id, [*get_knock_state_keys(user_id, room_version), ACL_KEY]
     )
     acl = found.pop(ACL_KEY, None)
     # SS §Server Access Control Lists: make_knock is ACL-protected; 403.
@@ -71,7 +72,7 @@ async def make_knock(roomId: str, userId: str, ver: list[str], user: str) -> Jso
         user_id=user_id,
         state={key: event for key, (_, event) in found.items()},
         state_event_ids={key: event_id for key, (event_id, _) in found.items()},
-        prev_events=store.get_forward_extremities(room_id),
+        prev_events=store.get_forward_extremities(room_id, MAX_TEMPLATE_PREV_EVENTS),
         origin=server_name,
         origin_server_ts=_context.now_ms(),
     )
@@ -110,15 +111,13 @@ async def _get_authoriser_check(
 
 
 def _load_auth_events(store: Store, event: JsonDict) -> list[JsonDict]:
-    auth_events = []
-    for auth_event_id in event["auth_events"]:
-        auth_event = store.get_event(auth_event_id)
-        # SS §Checks performed on receipt of a PDU, step 4: auth events must be known and not
-        # rejected (we cannot fetch missing ones: this server only hosts rooms).
-        if auth_event is None or store.is_event_rejected(auth_event_id):
-            raise MatrixError("M_FORBIDDEN", f"Unknown or rejected auth event {auth_event_id}")
-        auth_events.append(auth_event)
-    return auth_events
+    """SS §Checks performed on receipt of a PDU, step 4: every auth event known and not
+    rejected (we cannot fetch missing ones: this server only hosts rooms)."""
+    found = store.get_accepted_events(event["auth_events"])
+    missing = [event_id for event_id in event["auth_events"] if event_id not in found]
+    if missing:
+        raise MatrixError("M_FORBIDDEN", f"Unknown or rejected auth events {missing}")
+    return [found[event_id] for event_id in event["auth_events"]]
 
 
 def _load_state_before(
@@ -131,10 +130,9 @@ def _load_state_before(
     which the auth rules judge against the member's own key, so taking the newest prev_event
     stands in for state resolution.
     """
-    orderings = [store.get_stream_ordering(prev_id) for prev_id in event["prev_events"]]
-    if not orderings or any(ordering is None for ordering in orderings):
+    newest = store.get_newest_stream_ordering(event["prev_events"])
+    if newest is None:
         raise MatrixError("M_FORBIDDEN", "The knock's prev_events are not known to this server")
-    newest = max(ordering for ordering in orderings if ordering is not None)
     state = {}
     for event_type, state_key in keys:
         found = store.get_state_event_before(room_id, event_type, state_key, newest + 1)
@@ -161,24 +159,46 @@ async def send_knock(roomId: str, eventId: str, body: JsonDict, user: str) -> Js
     verify_keys = await _get_event_verify_keys(origin, body)
     check_event_signature(body, room_version, origin, verify_keys)
     event = get_redacted_if_hash_mismatch(body, room_version)
-    if store.get_event(event_id) is None or store.is_event_rejected(event_id):
-        keys = [*get_auth_event_keys(event, room_version), CREATE_KEY]
-        current = store.get_current_state_events(room_id, keys)
-        check_send_knock_auth(
-            event,
-            room_version,
-            auth_events=_load_auth_events(store, event),
-            state_before=_load_state_before(store, room_id, event, keys),
-            current_state=current,
-            create_event=current.get(CREATE_KEY),
-            is_signed_by=await _get_authoriser_check(event, room_version),
-        )
-        # One transaction: event, current state and forward extremities (db/store.py).
-        if store.persist_event(event, event_id, room_version.identifier):
-            logger.info("Accepted knock %s by %s in %s", event_id, event["sender"], room_id)
-            # SS §Joining Rooms / §Knocking: the resident sends the event to the other servers
-            # in the room on the knocker's behalf (the knocking server has it already).
-            others = set(store.get_joined_servers(room_id)) - {_context.server_name(), origin}
-            _context.pdu_sender().send_pdu(sorted(others), event)
+    # Every wait (key fetches) happens before the state is read: from here to the write
+    # nothing yields, and the write lock is held, so no ban can land between check and store.
+    is_signed_by = await _get_authoriser_check(event, room_version)
+    with store.write_transaction():
+        rejected = store.is_event_rejected(event_id)
+        # knocks.yaml: a rejected knock is 403; an accepted one re-sent is answered again with
+        # nothing stored (Synapse treats a known event the same way).
+        if rejected:
+            raise MatrixError("M_FORBIDDEN", f"The knock {event_id} was rejected")
+        if rejected is None:
+            _accept_knock(store, event, event_id, room_id, room_version, is_signed_by)
+    if rejected is None:
+        # SS §Joining Rooms / §Knocking: the resident sends the event to the other servers in
+        # the room on the knocker's behalf (the knocking server has it already); after commit.
+        others = set(store.get_joined_servers(room_id)) - {_context.server_name(), origin}
+        _context.pdu_sender().send_pdu(sorted(others), event)
     state = store.get_current_state_events(room_id, KNOCK_ROOM_STATE_KEYS)
     return {"knock_room_state": [state[key] for key in KNOCK_ROOM_STATE_KEYS if key in state]}
+
+
+def _accept_knock(
+    store: Store,
+    event: JsonDict,
+    event_id: str,
+    room_id: str,
+    room_version: RoomVersion,
+    is_signed_by: Callable[[str], bool],
+) -> None:
+    """Auth the knock against its auth_events, the state before it and the current state, then
+    store it (event, current state, forward extremities: db/store.py)."""
+    keys = list(dict.fromkeys([*get_auth_event_keys(event, room_version), CREATE_KEY]))
+    current = store.get_current_state_events(room_id, keys)
+    check_send_knock_auth(
+        event,
+        room_version,
+        auth_events=_load_auth_events(store, event),
+        state_before=_load_state_before(store, room_id, event, keys),
+        current_state=current,
+        create_event=current.get(CREATE_KEY),
+        is_signed_by=is_signed_by,
+    )
+    store.persist_event(event, event_id, room_version.identifier)
+    logger.info("Accepted knock %s by %s in %s", event_id, event["sender"], room_id)

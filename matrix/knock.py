@@ -14,26 +14,31 @@ from matrix.canonical import check_canonical_json, encode_canonical_json
 from matrix.errors import MatrixError
 from matrix.events import compute_event_id, is_content_hash_valid, redact_event
 from matrix.ids import get_domain, parse_event_id, parse_user_id
+from matrix.room_events import MAX_AUTH_EVENTS, MAX_PREV_EVENTS, build_event
 from matrix.room_versions import RoomVersion
 from matrix.types import JsonDict
 
 # knocks.yaml does not bound prev_events; pdu schemas allow 20. Ten keeps templates small and
 # is what the make_knock issue asks for; Synapse uses at most 10 forward extremities too.
-MAX_PREV_EVENTS = 10
+MAX_TEMPLATE_PREV_EVENTS = 10
 
 
-def get_knock_state_keys(user_id: str) -> list[StateKey]:
-    """The state a knock template needs: create, power levels, join rules, the user's member.
+def _knock_skeleton(user_id: str) -> JsonDict:
+    # knocks.yaml: the template is the user's own m.room.member with membership "knock".
+    return {
+        "type": "m.room.member",
+        "sender": user_id,
+        "state_key": user_id,
+        "content": {"membership": "knock"},
+    }
 
-    SS §Auth events selection for an m.room.member knock with sender == state_key, plus the
-    create event (always needed for the rules even in v12, where it is not an auth event).
-    """
-    return [
-        CREATE_KEY,
-        ("m.room.power_levels", ""),
-        ("m.room.join_rules", ""),
-        ("m.room.member", user_id),
-    ]
+
+def get_knock_state_keys(user_id: str, room_version: RoomVersion) -> list[StateKey]:
+    """The state a knock by ``user_id`` is judged on: its auth-events selection (SS §Auth
+    events selection) plus the create event, which the rules need even in v12, where it is
+    not an auth event."""
+    keys = get_auth_event_keys(_knock_skeleton(user_id), room_version)
+    return list(dict.fromkeys([*keys, CREATE_KEY]))
 
 
 def check_make_knock_allowed(
@@ -82,23 +87,21 @@ def build_knock_template(
     forward extremities, newest first; ``state`` holds the events of get_knock_state_keys that
     exist and ``state_event_ids`` their ids (v3+ PDUs do not carry their own id).
     """
-    prev = list(prev_events)[:MAX_PREV_EVENTS]
-    # pdu_v*: depth = max depth of prev_events + 1, capped per version (rooms/v6: 2**53 - 1).
-    depth = min(max((d for _, d in prev), default=0) + 1, room_version.max_depth)
-    event: JsonDict = {
-        "room_id": room_id,
-        "type": "m.room.member",
-        "state_key": user_id,
-        "sender": user_id,
-        "content": {"membership": "knock"},
-        "origin": origin,
-        "origin_server_ts": origin_server_ts,
-        "depth": depth,
-        "prev_events": [event_id for event_id, _ in prev],
-    }
+    prev = list(prev_events)[:MAX_TEMPLATE_PREV_EVENTS]
+    skeleton = _knock_skeleton(user_id)
     # SS §Auth events selection (v1.16): v12 never selects the create event.
-    keys = get_auth_event_keys(event, room_version)
-    event["auth_events"] = [state_event_ids[key] for key in keys if key in state_event_ids]
+    keys = get_auth_event_keys(skeleton, room_version)
+    event = build_event(
+        room_version,
+        room_id=room_id,
+        **skeleton,
+        prev_events=[event_id for event_id, _ in prev],
+        auth_events=[state_event_ids[key] for key in keys if key in state_event_ids],
+        # pdu_v*: depth = max depth of prev_events + 1 (build_event caps it per version).
+        depth=max((d for _, d in prev), default=0) + 1,
+        origin=origin,
+        origin_server_ts=origin_server_ts,
+    )
     # Rule 9: the would-be knock must pass the version's auth rules against current state
     # (join rule, prior membership, m.federate); failure is 403 M_FORBIDDEN (knocks.yaml).
     check_auth_rules(event, state, room_version, create_event=state.get(CREATE_KEY))
@@ -107,9 +110,6 @@ def build_knock_template(
 
 # CS §Size limits: a whole event is at most 65,536 bytes of canonical JSON, signatures included.
 MAX_PDU_BYTES = 65536
-# pdu_v*: at most 20 prev_events and 10 auth_events.
-MAX_PDU_PREV_EVENTS = 20
-MAX_PDU_AUTH_EVENTS = 10
 # knocks.yaml / CS §Stripped state: the state that helps a knocker identify the room. The create
 # event MUST be included (v1.16, MSC4311); the others SHOULD be when set.
 KNOCK_ROOM_STATE_KEYS: list[StateKey] = [
@@ -170,7 +170,7 @@ def check_pdu_format(event: JsonDict, room_version: RoomVersion) -> None:
         raise _bad_json("'hashes' must hold a sha256 string")
     if not isinstance(event.get("signatures"), dict):
         raise _bad_json("'signatures' must be an object")
-    for key, limit in (("prev_events", MAX_PDU_PREV_EVENTS), ("auth_events", MAX_PDU_AUTH_EVENTS)):
+    for key, limit in (("prev_events", MAX_PREV_EVENTS), ("auth_events", MAX_AUTH_EVENTS)):
         ids = event.get(key)
         if not isinstance(ids, list) or len(ids) > limit:
             raise _bad_json(f"'{key}' must be a list of at most {limit} event ids")

@@ -1,8 +1,9 @@
 """Pure builders for the PDUs and state contents a resident server creates (no I/O, no signing)."""
 
-import base64
 import secrets
 from collections.abc import Iterable, Mapping, Sequence
+
+from unpaddedbase64 import encode_base64
 
 from matrix.errors import MatrixError
 from matrix.events import compute_reference_hash
@@ -49,7 +50,7 @@ def check_join_rule_supported(room_version: RoomVersion, join_rule: str) -> None
 def build_reference_hash(event: JsonDict, room_version: RoomVersion) -> str:
     """The reference hash as v1/v2 prev_events/auth_events pairs carry it (std unpadded base64)."""
     # rooms/v1 §Event format: [event_id, {"sha256": reference hash}]
-    return base64.b64encode(compute_reference_hash(event, room_version)).rstrip(b"=").decode()
+    return encode_base64(compute_reference_hash(event, room_version))
 
 
 def build_event(

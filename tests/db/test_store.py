@@ -302,3 +302,41 @@ def test_get_current_state_events_seeks_every_key_never_scans(room):
     seeks = [step for step in plan if step.startswith(("SEARCH", "SCAN"))]
     assert len(seeks) == 6
     assert all(step.startswith("SEARCH") for step in seeks), plan
+
+
+def test_write_transaction_holds_the_write_lock_and_nests(room, tmp_path):
+    bob = (member("@bob:there.test", "join", ["$join"], 3), "$bob")
+
+    def decide_against_it() -> None:
+        with room.write_transaction():
+            assert room.persist_events([bob], "10") == [True]  # joins the outer transaction
+            # Another connection cannot write meanwhile (IMMEDIATE took the lock at BEGIN).
+            other = sqlite3.connect(str(tmp_path / "antechamber.db"), timeout=0)
+            with pytest.raises(sqlite3.OperationalError):
+                other.execute("BEGIN IMMEDIATE")
+            other.close()
+            raise RuntimeError("decided against it")
+
+    with pytest.raises(RuntimeError):
+        decide_against_it()
+    assert room.get_event("$bob") is None, "the nested write rolled back with the outer one"
+    assert not room.conn.in_transaction
+    with room.write_transaction():
+        room.persist_events([bob], "10")
+    assert room.get_event("$bob") is not None
+
+
+def test_get_accepted_events_and_newest_stream_ordering(room):
+    bad = member("@evil:there.test", "join", ["$join"], 3)
+    room.persist_event(bad, "$bad", "10", rejected=True)
+    assert set(room.get_accepted_events(["$create", "$join", "$bad", "$nope"])) == {
+        "$create",
+        "$join",
+    }
+    assert room.get_accepted_events([]) == {}
+    assert room.get_newest_stream_ordering(["$create", "$join"]) == room.get_stream_ordering(
+        "$join"
+    )
+    assert room.get_newest_stream_ordering(["$join", "$join"]) == room.get_stream_ordering("$join")
+    assert room.get_newest_stream_ordering(["$join", "$nope"]) is None
+    assert room.get_newest_stream_ordering([]) is None

@@ -331,3 +331,48 @@ def test_send_knock_is_sent_to_the_other_servers_in_the_room(env, test_ca, clock
     check_request_signature(request, auth, {f"ed25519:{key.version}": get_verify_key(key)})
     # The knocking server sent the event itself: it gets no copy.
     assert env.remote.transactions == []
+
+
+def test_send_knock_ban_during_key_fetch_wins(env, monkeypatch):
+    """The knock is judged on the state after every wait: a ban that lands while keys are
+    being fetched (the slowest step, and one a knocker can stretch) is seen, not overwritten."""
+    import handlers.knock
+
+    room_id = create_room(env.admin, "12", "knock")
+    event, event_id = complete(env, knock_draft(env, room_id), "12")
+    real_check = handlers.knock._get_authoriser_check
+
+    async def ban_while_fetching(knock_event, room_version):
+        env.admin.ban(room_id, env.user)
+        return await real_check(knock_event, room_version)
+
+    monkeypatch.setattr(handlers.knock, "_get_authoriser_check", ban_while_fetching)
+    assert_error(send_knock(env, room_id, event_id, event), 403, "M_FORBIDDEN")
+    membership = env.store.get_current_state_event(room_id, "m.room.member", env.user)
+    assert membership["content"]["membership"] == "ban"
+
+
+def test_send_knock_rejected_knock_resent_is_forbidden(env):
+    room_id = create_room(env.admin, "12", "knock")
+    event, event_id = complete(env, knock_draft(env, room_id), "12")
+    env.store.persist_event(event, event_id, "12", rejected=True)
+    assert_error(send_knock(env, room_id, event_id, event), 403, "M_FORBIDDEN")
+    assert ("m.room.member", env.user) not in env.store.get_current_state_ids(room_id)
+
+
+def test_send_knock_rejected_auth_event_is_forbidden(env):
+    room_id = create_room(env.admin, "12", "knock")
+    draft = knock_draft(env, room_id)
+    # A rejected event standing where the knock's power-levels auth event should be.
+    power_levels = env.store.get_current_state_event(room_id, "m.room.power_levels", "")
+    forged = {**power_levels, "content": {**power_levels["content"], "ban": 1}, "depth": 99}
+    forged_id = "$" + "F" * 43
+    env.store.persist_event(forged, forged_id, "12", rejected=True)
+    draft["auth_events"] = [
+        forged_id
+        if event_id == env.store.get_current_state_ids(room_id)[("m.room.power_levels", "")]
+        else event_id
+        for event_id in draft["auth_events"]
+    ]
+    event, event_id = complete(env, draft, "12")
+    assert_error(send_knock(env, room_id, event_id, event), 403, "M_FORBIDDEN")
