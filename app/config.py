@@ -124,8 +124,11 @@ def _coerce(key: str, value: Any, from_env: bool) -> Any:
     if kind is int:
         if isinstance(value, int) and not isinstance(value, bool):
             return value
-        if from_env and isinstance(value, str) and value.strip().lstrip("-").isdigit():
-            return int(value)
+        if from_env and isinstance(value, str):
+            try:
+                return int(value)
+            except ValueError:
+                pass
         raise ConfigError(f"config key '{key}': expected an integer, got {value!r}")
     if kind is float:
         if isinstance(value, int | float) and not isinstance(value, bool):
@@ -175,8 +178,6 @@ def _check(config: Config) -> Config:
             raise ConfigError(f"config key '{key}': no such file {path!r}")
     if config.max_request_body_bytes < 1024:
         raise ConfigError("config key 'max_request_body_bytes': must be at least 1024")
-    if config.key_fetch_timeout_s <= 0:
-        raise ConfigError("config key 'key_fetch_timeout_s': must be positive")
     for key in ("federation_ip_range_denylist", "federation_ip_range_allowlist"):
         for entry in getattr(config, key):
             try:
@@ -184,6 +185,8 @@ def _check(config: Config) -> Config:
             except ValueError:
                 raise ConfigError(f"config key '{key}': {entry!r} is not an IP range") from None
     for key in (
+        "key_fetch_timeout_s",
+        "key_fetch_failure_backoff_s",
         "rc_federation_per_second",
         "rc_federation_burst_count",
         "request_head_timeout_s",

@@ -15,7 +15,7 @@ from app.config import Config
 from app.outbound_guard import GuardedTransport, IpRangeGuard
 from matrix.canonical import encode_canonical_json, parse_json_object
 from matrix.errors import MatrixError
-from matrix.ids import parse_server_name
+from matrix.ids import is_ip_literal, parse_server_name, split_server_name
 from matrix.xmatrix import sign_request
 
 logger = logging.getLogger(__name__)
@@ -51,20 +51,8 @@ class ServerAddress:
         return f"https://{host}:{self.port}"
 
 
-def split_host_port(server_name: str) -> tuple[str, int | None]:
-    """``host[:port]`` with IPv6 literals in brackets -> (host without brackets, port or None)."""
-    if server_name.startswith("["):
-        host, _, rest = server_name[1:].partition("]")
-        port = rest[1:] if rest.startswith(":") else None
-    else:
-        host, colon, port_text = server_name.rpartition(":")
-        if not colon:
-            host, port_text = server_name, ""
-        port = port_text or None
-    return host, int(port) if port else None
-
-
-def is_ip_literal(host: str) -> bool:
+def _is_ip_address(host: str) -> bool:
+    # RFC 6066 §3: SNI carries host names only, never IP addresses.
     try:
         ipaddress.ip_address(host)
     except ValueError:
@@ -130,14 +118,14 @@ class FederationHttp:
 
     async def resolve(self, server_name: str) -> ServerAddress:
         """SS §Resolving server names, without the SRV steps (optional; skipped)."""
-        host, port = split_host_port(server_name)
+        host, port = split_server_name(server_name)
         # Step 1: an IP literal, with its port or 8448.  Step 2: a hostname with an explicit port.
-        if is_ip_literal(host) or port is not None:
+        if is_ip_literal(server_name) or port is not None:
             return ServerAddress(host, port or DEFAULT_FEDERATION_PORT, server_name, host)
         # Step 3: .well-known delegation.
         delegated = await self._delegated_server_name(host)
         if delegated is not None:
-            delegated_host, delegated_port = split_host_port(delegated)
+            delegated_host, delegated_port = split_server_name(delegated)
             # 3.1 / 3.2: the delegated name's port (or 8448); Host is the delegated name as given.
             return ServerAddress(
                 delegated_host,
@@ -200,7 +188,7 @@ class FederationHttp:
         if content is not None:
             request_headers["Content-Type"] = "application/json"
         extensions: dict[str, Any] = {}
-        if not is_ip_literal(address.tls_server_name):
+        if not _is_ip_address(address.tls_server_name):
             extensions["sni_hostname"] = address.tls_server_name
         request = self._client.build_request(
             method,

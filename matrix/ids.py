@@ -53,6 +53,14 @@ def _split_port(server_name: str) -> tuple[str, str | None]:
     return host, port
 
 
+def split_server_name(server_name: str) -> tuple[str, int | None]:
+    """A valid server name as (host without IPv6 brackets, port or None), for connecting."""
+    host, port = _split_port(server_name)
+    if host.startswith("["):
+        host = host[1:-1]
+    return host, int(port) if port else None
+
+
 def strip_port(server_name: str) -> str:
     """``server_name`` without its ``:port``, keeping IPv6 brackets (SS §ACLs: ports ignored)."""
     return _split_port(server_name)[0]

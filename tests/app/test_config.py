@@ -58,6 +58,9 @@ def test_config_env_booleans(raw, expected):
     [
         ({"ANTECHAMBER_VALIDATE_RESPONSES": "yes"}, "validate_responses"),
         ({"ANTECHAMBER_BIND_PORT": "eighty"}, "bind_port"),
+        ({"ANTECHAMBER_WORKERS": "--5"}, "workers"),
+        ({"ANTECHAMBER_WORKERS": "\u00b2"}, "workers"),
+        ({"ANTECHAMBER_KEY_FETCH_FAILURE_BACKOFF_S": "-1"}, "key_fetch_failure_backoff_s"),
         ({"ANTECHAMBER_BIND_PORT": "70000"}, "bind_port"),
         ({"ANTECHAMBER_WORKERS": "0"}, "workers"),
         ({"ANTECHAMBER_SERVER_NAME": "bad name!"}, "server_name"),

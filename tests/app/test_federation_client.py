@@ -12,27 +12,11 @@ from app.federation_client import (
     FederationClient,
     FederationHttp,
     ServerAddress,
-    split_host_port,
 )
 from app.main import create_app
 from tests import live_server
 
 AUTH_CONTRACT = Path(__file__).resolve().parent.parent / "fixtures" / "auth_contract.yaml"
-
-
-@pytest.mark.parametrize(
-    ("name", "expected"),
-    [
-        pytest.param("example.org", ("example.org", None), id="host"),
-        pytest.param("example.org:8000", ("example.org", 8000), id="host-port"),
-        pytest.param("1.2.3.4", ("1.2.3.4", None), id="ipv4"),
-        pytest.param("1.2.3.4:80", ("1.2.3.4", 80), id="ipv4-port"),
-        pytest.param("[::1]", ("::1", None), id="ipv6"),
-        pytest.param("[::1]:8448", ("::1", 8448), id="ipv6-port"),
-    ],
-)
-def test_federation_split_host_port(name, expected):
-    assert split_host_port(name) == expected
 
 
 def _resolve(config, name, well_known):

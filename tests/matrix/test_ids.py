@@ -10,6 +10,7 @@ from matrix.ids import (
     parse_room_id,
     parse_server_name,
     parse_user_id,
+    split_server_name,
     strip_port,
 )
 from matrix.room_versions import KNOWN_ROOM_VERSIONS
@@ -208,3 +209,18 @@ def test_parse_event_id_raises_invalid_param_when_format_mismatches_version(
     with pytest.raises(MatrixError) as exc_info:
         parse_event_id(event_id, KNOWN_ROOM_VERSIONS[room_version_id])
     assert exc_info.value.errcode == "M_INVALID_PARAM"
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        pytest.param("example.org", ("example.org", None), id="host"),
+        pytest.param("example.org:8000", ("example.org", 8000), id="host-port"),
+        pytest.param("1.2.3.4", ("1.2.3.4", None), id="ipv4"),
+        pytest.param("1.2.3.4:80", ("1.2.3.4", 80), id="ipv4-port"),
+        pytest.param("[::1]", ("::1", None), id="ipv6"),
+        pytest.param("[::1]:8448", ("::1", 8448), id="ipv6-port"),
+    ],
+)
+def test_split_server_name_for_connecting(name, expected):
+    assert split_server_name(name) == expected
