@@ -217,13 +217,20 @@ class Keyring:
         wanted = list(dict.fromkeys(key_ids))
         if server_name == self._server_name:
             return {k: self._local_keys[k] for k in wanted if k in self._local_keys}
-        await self._ensure_keys(server_name, wanted, now_ms)
-        found: dict[str, VerifyKey] = {}
-        for key_id in wanted:
-            cached = self._cached(server_name, key_id)
-            if cached is not None and usable(cached):
-                found[key_id] = cached.verify_key
-        return found
+        cached = {key_id: self._cached(server_name, key_id) for key_id in wanted}
+        stale = [
+            key_id
+            for key_id in wanted
+            if self._needs_fetch(server_name, key_id, cached[key_id], now_ms)
+        ]
+        if stale and await self._fetch_if_allowed(server_name, wanted, now_ms):
+            # Only what the fetch may have changed is looked up again.
+            cached.update({key_id: self._cached(server_name, key_id) for key_id in stale})
+        return {
+            key_id: entry.verify_key
+            for key_id, entry in cached.items()
+            if entry is not None and usable(entry)
+        }
 
     def _cached(self, server_name: str, key_id: str) -> CachedKey | None:
         cached = self._keys.get((server_name, key_id))
@@ -240,18 +247,18 @@ class Keyring:
         self._keys[(server_name, key_id)] = cached
         return cached
 
-    def _needs_fetch(self, server_name: str, key_id: str, now_ms: int) -> bool:
-        cached = self._cached(server_name, key_id)
+    def _needs_fetch(
+        self, server_name: str, key_id: str, cached: CachedKey | None, now_ms: int
+    ) -> bool:
         if cached is not None:
             return cached.is_stale(now_ms)
         return self._missing_key_backoff.get((server_name, key_id), 0) <= now_ms
 
-    async def _ensure_keys(self, server_name: str, key_ids: list[str], now_ms: int) -> None:
-        if not any(self._needs_fetch(server_name, key_id, now_ms) for key_id in key_ids):
-            return
+    async def _fetch_if_allowed(self, server_name: str, key_ids: list[str], now_ms: int) -> bool:
+        """Fetch (or join the fetch under way) unless the server is backing off; whether one ran."""
         if self._server_backoff.get(server_name, 0) > now_ms:
             logger.debug("Not fetching keys of %s: a recent fetch failed", server_name)
-            return
+            return False
         task = self._inflight.get(server_name)
         if task is None:
             task = asyncio.create_task(self._fetch(server_name, key_ids, now_ms))
@@ -259,6 +266,7 @@ class Keyring:
             task.add_done_callback(lambda _t: self._inflight.pop(server_name, None))
         # shield: a waiter that gives up (client gone) must not cancel the others' fetch.
         await asyncio.shield(task)
+        return True
 
     async def _fetch(self, server_name: str, key_ids: list[str], now_ms: int) -> None:
         try:

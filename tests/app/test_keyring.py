@@ -253,3 +253,21 @@ def test_keyring_own_server_name_uses_local_keys_without_fetching(federation_con
     assert list(request_keys) == [own_id]
     assert list(event_keys) == [own_id]
     assert request_keys[own_id].encode() == get_verify_key(own).encode()
+
+
+def test_keyring_unknown_key_id_costs_one_lookup_while_backing_off(
+    federation_config, clock, remote
+):
+    store = Store.open(federation_config.database_path)
+    statements: list[str] = []
+
+    async def body(keyring):
+        first = await keyring.get_verify_keys(remote.server_name, ["ed25519:madeup"], clock())
+        store.conn.set_trace_callback(statements.append)
+        second = await keyring.get_verify_keys(remote.server_name, ["ed25519:madeup"], clock())
+        store.conn.set_trace_callback(None)
+        return first, second
+
+    assert _run(federation_config, clock, body, store) == ({}, {})
+    assert remote.key_fetches == 1, "a key id the server did not list is not fetched again"
+    assert len([s for s in statements if "server_keys" in s]) == 1
