@@ -10,14 +10,13 @@ from typing import Any
 
 from app.cli import CommandError, emit
 from app.config import Config
-from app.rooms import RoomAdmin
+from app.rooms import RoomAdmin, get_hosted_room_version
 from app.signing_key import load_or_generate_signing_key
 from db.store import Store
 from matrix.errors import MatrixError
 from matrix.events import compute_event_id
-from matrix.ids import parse_room_id
 from matrix.room_events import KNOWN_JOIN_RULES, parse_room_version
-from matrix.room_versions import DEFAULT_ROOM_VERSION, KNOWN_ROOM_VERSIONS, RoomVersion
+from matrix.room_versions import DEFAULT_ROOM_VERSION, KNOWN_ROOM_VERSIONS
 
 Command = Callable[[Config, argparse.Namespace], int]
 
@@ -43,16 +42,9 @@ def _open(config: Config, room_id: str | None = None) -> Iterator[RoomAdmin]:
     """
     with _open_store(config) as store:
         if room_id is not None:
-            _room_version(store, room_id)
+            get_hosted_room_version(store, room_id)
         signing_key = load_or_generate_signing_key(config.resolved_signing_key_path)
         yield RoomAdmin(store, config.server_name, signing_key, _wall_clock_ms)
-
-
-def _room_version(store: Store, room_id: str) -> RoomVersion:
-    version = store.get_room_version(parse_room_id(room_id))
-    if version is None:
-        raise MatrixError("M_NOT_FOUND", f"unknown room {room_id}")
-    return parse_room_version(version)
 
 
 def _matrix_errors_as_one_line(func: Command) -> Command:
@@ -115,7 +107,7 @@ def cmd_rooms_list(config: Config, args: argparse.Namespace) -> int:
 @_matrix_errors_as_one_line
 def cmd_rooms_state(config: Config, args: argparse.Namespace) -> int:
     with _open_store(config) as store:
-        version = _room_version(store, args.room_id)
+        version = get_hosted_room_version(store, args.room_id)
         events = store.get_current_state(args.room_id)
     lines = [
         f"{compute_event_id(event, version)}  {event['type']}  {event['state_key']!r}  "
@@ -130,7 +122,7 @@ def cmd_rooms_state(config: Config, args: argparse.Namespace) -> int:
 def cmd_rooms_knocks(config: Config, args: argparse.Namespace) -> int:
     """Pending knocks: users whose current membership is knock (CS §Knocking on rooms)."""
     with _open_store(config) as store:
-        version = _room_version(store, args.room_id)
+        version = get_hosted_room_version(store, args.room_id)
         events = store.get_memberships(args.room_id, "knock")
     rows = [
         {

@@ -63,6 +63,14 @@ class _Draft:
     not_before_ts: int = 0
 
 
+def get_hosted_room_version(store: Store, room_id: str) -> RoomVersion:
+    """The version of a room hosted here; M_NOT_FOUND for an unknown room."""
+    version = store.get_room_version(parse_room_id(room_id))
+    if version is None:
+        raise MatrixError("M_NOT_FOUND", f"unknown room {room_id}")
+    return parse_room_version(version)
+
+
 class RoomAdmin:
     """Builds real events, runs the room version's auth rules on them, signs and stores them.
 
@@ -284,10 +292,7 @@ class RoomAdmin:
     # Internals ------------------------------------------------------------------------------
 
     def _room_version(self, room_id: str) -> RoomVersion:
-        version = self.store.get_room_version(parse_room_id(room_id))
-        if version is None:
-            raise MatrixError("M_NOT_FOUND", f"unknown room {room_id}")
-        return parse_room_version(version)
+        return get_hosted_room_version(self.store, room_id)
 
     def _membership(self, room_id: str, user_id: str) -> str | None:
         member = self.store.get_current_state_event(room_id, "m.room.member", user_id)

@@ -13,10 +13,9 @@ from app.rooms import RoomAdmin, Signer
 from db.store import Store
 from matrix.room_versions import KNOWN_ROOM_VERSIONS
 from matrix.types import JsonDict
+from tests.conftest import FIXED_NOW_MS, SERVER_NAME
 
-SERVER_NAME = "antechamber.test"  # the same name as tests/conftest.py's config
 REMOTE_SERVER_NAME = "remote.test"
-FIXED_NOW_MS = 1_790_000_000_000
 
 # Fixed seeds so signatures and v3+ event ids are reproducible run to run.
 LOCAL_KEY_SEED = "T42rnziLZsy4ZzMutUMK/H0hT0tisgxaEqRfIJ1owS4"  # sha256("antechamber local")
