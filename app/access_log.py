@@ -3,12 +3,11 @@
 import logging
 import secrets
 import time
-from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.errors import internal_error, send_error
-from app.scope import ORIGIN_SCOPE_KEY, REQUEST_ID_SCOPE_KEY, request_uri
+from app.scope import REQUEST_INFO_SCOPE_KEY, RequestInfo, request_uri
 
 logger = logging.getLogger("antechamber.access")
 
@@ -24,8 +23,8 @@ class AccessLogMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        request_id = secrets.token_hex(6)
-        scope[REQUEST_ID_SCOPE_KEY] = request_id
+        info = RequestInfo(secrets.token_hex(6))
+        scope[REQUEST_INFO_SCOPE_KEY] = info
         started = time.perf_counter()
         status = 0
         response_started = False
@@ -45,18 +44,17 @@ class AccessLogMiddleware:
                 status = error.status
                 await send_error(send, error)
         finally:
-            self._log(scope, status, time.perf_counter() - started, request_id)
+            self._log(scope, status, time.perf_counter() - started, info)
 
     @staticmethod
-    def _log(scope: Scope, status: int, elapsed: float, request_id: str) -> None:
+    def _log(scope: Scope, status: int, elapsed: float, info: RequestInfo) -> None:
         target = request_uri(scope)
-        origin: Any = scope.get(ORIGIN_SCOPE_KEY) or "-"
         logger.info(
             "%s %s %s %.1fms origin=%s request_id=%s",
             scope.get("method"),
             target[:512],
             status,
             elapsed * 1000,
-            origin,
-            request_id,
+            info.origin or "-",
+            info.request_id,
         )

@@ -20,7 +20,7 @@ from connexion.security import AbstractSecurityHandler
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.keyring import Keyring
-from app.scope import BODY_SCOPE_KEY, ORIGIN_SCOPE_KEY, json_body, request_uri
+from app.scope import BODY_SCOPE_KEY, json_body, request_info, request_uri
 from matrix.errors import MatrixError
 from matrix.ids import parse_server_name
 from matrix.xmatrix import (
@@ -31,7 +31,6 @@ from matrix.xmatrix import (
 
 logger = logging.getLogger(__name__)
 
-_ORIGIN_REPORT_KEY = "antechamber.origin_report"
 # The name of the scheme in openapi/federation.yaml (components.securitySchemes), lower-cased
 # because that is how Connexion looks it up.
 SECURITY_SCHEME = "x-matrix"
@@ -111,30 +110,6 @@ class BodyBufferMiddleware:
                 return b"".join(chunks)
 
 
-class OriginReportMiddleware:
-    """Lets the outer layers see the verified origin.
-
-    Connexion's SwaggerUI and Routing middlewares pass a shallow *copy* of the scope on, so a key
-    the security handler sets never reaches the access log's scope. Placed before both, this
-    puts a shared dict into the scope that the copy inherits, and moves its origin back out.
-    """
-
-    def __init__(self, app: ASGIApp):
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        report: dict[str, str] = {}
-        scope[_ORIGIN_REPORT_KEY] = report
-        try:
-            await self.app(scope, receive, send)
-        finally:
-            if "origin" in report:
-                scope[ORIGIN_SCOPE_KEY] = report["origin"]
-
-
 def _unauthorized(message: str) -> MatrixError:
     return MatrixError("M_UNAUTHORIZED", message)
 
@@ -185,11 +160,9 @@ class XMatrixSecurityHandler(AbstractSecurityHandler):  # type: ignore[misc]  # 
             origin = await authenticate_request(
                 scope, state["server_name"], state["keyring"], state["clock"]()
             )
-            scope[ORIGIN_SCOPE_KEY] = origin
-            # For the access log, through OriginReportMiddleware.
-            report = scope.get(_ORIGIN_REPORT_KEY)
-            if report is not None:
-                report["origin"] = origin
+            info = request_info(scope)
+            if info is not None:  # for the access line
+                info.origin = origin
             # Per verified origin, before any handler work (app/ratelimit.py).
             limiter = state.get("rate_limiter")
             if limiter is not None:

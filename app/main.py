@@ -19,7 +19,7 @@ from starlette.types import ASGIApp
 
 from app import errors
 from app.access_log import AccessLogMiddleware
-from app.auth import SECURITY_MAP, BodyBufferMiddleware, OriginReportMiddleware
+from app.auth import SECURITY_MAP, BodyBufferMiddleware
 from app.config import Config, load_config
 from app.fast_path import FastPathMiddleware, compile_operations
 from app.federation_client import FederationClient, FederationHttp
@@ -133,7 +133,6 @@ def create_app(
         max_body_bytes=config.max_request_body_bytes,
         read_timeout_s=config.request_body_timeout_s,
     )
-    connexion_app.add_middleware(OriginReportMiddleware, position=MiddlewarePosition.BEFORE_SWAGGER)
     connexion_app.add_error_handler(MatrixError, errors.handle_matrix_error)
     connexion_app.add_error_handler(ProblemException, errors.handle_problem)
     connexion_app.add_error_handler(HTTPException, errors.handle_http_exception)

@@ -1,18 +1,33 @@
 """What the outer ASGI layers leave in the scope for the inner ones, and how to read it."""
 
+from dataclasses import dataclass
+
 from starlette.types import Scope
 
 from matrix.canonical import parse_json_object
 from matrix.types import JsonDict
 
-# Set by AccessLogMiddleware (outermost): the id quoted in logs and in 500 answers.
-REQUEST_ID_SCOPE_KEY = "antechamber.request_id"
+# Set by AccessLogMiddleware (outermost): what the access line reports (RequestInfo).
+REQUEST_INFO_SCOPE_KEY = "antechamber.request"
 # Set by BodyBufferMiddleware: the whole request body, read once (b"" when there is none).
 BODY_SCOPE_KEY = "antechamber.body"
 # Set on first use by json_body: the body parsed once for both X-Matrix and validation.
 JSON_BODY_SCOPE_KEY = "antechamber.json_body"
-# Set by the X-Matrix security handler: the verified origin.
-ORIGIN_SCOPE_KEY = "antechamber.origin"
+
+
+@dataclass
+class RequestInfo:
+    """One mutable object per request. Connexion's routing and Swagger layers pass shallow
+    copies of the scope on, so a value set in an inner scope is lost to the outer layers; an
+    object they all share is not."""
+
+    request_id: str
+    origin: str | None = None  # set by the X-Matrix security handler once verified
+
+
+def request_info(scope: Scope) -> RequestInfo | None:
+    info: RequestInfo | None = scope.get(REQUEST_INFO_SCOPE_KEY)
+    return info
 
 
 def request_uri(scope: Scope) -> str:
@@ -29,8 +44,8 @@ def request_uri(scope: Scope) -> str:
 
 
 def request_id(scope: Scope) -> str:
-    value: str = scope.get(REQUEST_ID_SCOPE_KEY, "-")
-    return value
+    info = request_info(scope)
+    return "-" if info is None else info.request_id
 
 
 def has_body(scope: Scope) -> bool:
