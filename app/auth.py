@@ -126,6 +126,8 @@ async def authenticate_request(
         value.decode("latin-1") for name, value in scope["headers"] if name == b"authorization"
     ]
     auth = parse_authorization_headers(headers)
+    # SS §Request Authentication: origin is a server name (APPX §Server Name); one that is not
+    # cannot have keys to verify with, so the request is unauthenticated (401).
     try:
         parse_server_name(auth.origin)
     except MatrixError:

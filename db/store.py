@@ -12,6 +12,7 @@ import sqlite_utils
 from canonicaljson import encode_canonical_json
 
 from db.migrations import apply_migrations
+from matrix.ids import get_domain
 
 JsonDict = dict[str, Any]
 StateKey = tuple[str, str]
@@ -386,7 +387,7 @@ class Store:
     ) -> None:
         if (previous == "join") == (membership == "join") or ":" not in user_id:
             return
-        server_name = user_id.split(":", 1)[1]
+        server_name = get_domain(user_id)  # APPX §User Identifiers: @localpart:server_name
         if membership == "join":
             self.conn.execute(
                 "INSERT INTO room_server_joined_members (room_id, server_name, joined_count)"

@@ -165,6 +165,7 @@ def check_pdu_format(event: JsonDict, room_version: RoomVersion) -> None:
         or not 0 <= depth <= room_version.max_depth
     ):
         raise _bad_json("'depth' must be a non-negative integer within the version's limit")
+    # pdu_v*: hashes {"sha256": unpadded base64} and signatures {server: {key id: sig}}.
     hashes = event.get("hashes")
     if not isinstance(hashes, dict) or not isinstance(hashes.get("sha256"), str):
         raise _bad_json("'hashes' must hold a sha256 string")
@@ -200,6 +201,9 @@ def check_send_knock_event(
     the path is compared with the id computed for the version.
     """
     check_pdu_format(event, room_version)
+    # knocks.yaml (v1.18) lists the SHOULD-be-M_INVALID_PARAM checks below: not a membership
+    # event, membership not knock, sender not on the origin, state_key not the sender, and a
+    # bad signature (the caller's). The room id and event id checks are ours (knock-digest §1.3).
     # Synapse: "Room ID in body does not match that in request path"; we use the SHOULD code.
     if event["room_id"] != room_id:
         raise _invalid("The event's room_id does not match the room in the path")

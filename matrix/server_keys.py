@@ -45,6 +45,7 @@ def build_server_keys(
 MAX_KEY_VALIDITY_MS = 7 * 24 * 60 * 60 * 1000
 # APPX §Signing Keys: key id = algorithm ":" version, version of [a-zA-Z0-9_].
 _KEY_ID_RE = re.compile(r"^ed25519:[a-zA-Z0-9_]+$")
+# APPX §Unpadded Base64: an ed25519 public key (32 bytes) is 43 characters, no padding.
 _BASE64_32_BYTES_RE = re.compile(r"^[A-Za-z0-9+/]{43}$")
 
 
