@@ -103,8 +103,8 @@ class FederationHttp:
                 config.federation_ip_range_denylist, config.federation_ip_range_allowlist
             )
             transport = GuardedTransport(ssl_context, guard)
+        # TLS verification lives in the transport (a client given one ignores ``verify``).
         self._client = httpx.AsyncClient(
-            verify=ssl_context,
             timeout=REQUEST_TIMEOUT_S,
             follow_redirects=False,
             transport=transport,

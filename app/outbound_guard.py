@@ -109,12 +109,14 @@ class GuardedTransport(httpx.AsyncHTTPTransport):
     """
 
     def __init__(self, ssl_context: ssl.SSLContext, guard: IpRangeGuard):
+        # The base class sets up request mapping; its pool is replaced at once (built once per
+        # worker), as httpx offers no other way to pass a network backend.
         super().__init__(verify=ssl_context)
-        limits = httpx.Limits(max_connections=100, max_keepalive_connections=20)
         self._pool = httpcore.AsyncConnectionPool(
             ssl_context=ssl_context,
-            max_connections=limits.max_connections,
-            max_keepalive_connections=limits.max_keepalive_connections,
+            # httpx's defaults (httpx.Limits()).
+            max_connections=100,
+            max_keepalive_connections=20,
             keepalive_expiry=5.0,
             network_backend=GuardedNetworkBackend(guard),
         )
