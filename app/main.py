@@ -17,17 +17,18 @@ from signedjson.key import get_verify_key
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp
 
-from app import errors
-from app.access_log import AccessLogMiddleware
-from app.auth import SECURITY_MAP, BodyBufferMiddleware
 from app.config import Config, load_config
-from app.fast_path import FastPathMiddleware, compile_operations
-from app.federation_client import FederationClient, FederationHttp
-from app.federation_sender import FederationSender
-from app.keyring import Keyring
-from app.limits import RequestLimitsMiddleware
-from app.paths import EncodedSlashMiddleware
-from app.ratelimit import RateLimiter
+from app.federation.client import FederationClient, FederationHttp
+from app.federation.keyring import Keyring
+from app.federation.sender import FederationSender
+from app.http import errors
+from app.http.access_log import AccessLogMiddleware
+from app.http.auth import SECURITY_MAP, BodyBufferMiddleware
+from app.http.fast_path import FastPathMiddleware, compile_operations
+from app.http.limits import RequestLimitsMiddleware
+from app.http.paths import EncodedSlashMiddleware
+from app.http.ratelimit import RateLimiter
+from app.rooms import Resident
 from app.signing_key import key_id, load_old_verify_keys, load_or_generate_signing_key
 from db.store import Store
 from matrix.errors import MatrixError
@@ -35,7 +36,7 @@ from matrix.errors import MatrixError
 logger = logging.getLogger(__name__)
 
 SPEC_PATH = Path(__file__).resolve().parent.parent / "openapi" / "federation.yaml"
-# The hot path of the knock handshake (issue 7); see app/fast_path.py.
+# The hot path of the knock handshake (issue 7); see app/http/fast_path.py.
 FAST_PATH_OPERATIONS = ["handlers.knock.make_knock"]
 
 Clock = Callable[[], int]
@@ -54,7 +55,7 @@ def create_app(
 ) -> ASGIApp:
     """Build the ASGI app for ``config``. Each worker opens its own database connection.
 
-    ``fast_path`` serves FAST_PATH_OPERATIONS through app/fast_path.py (same checks, a tenth of
+    ``fast_path`` serves FAST_PATH_OPERATIONS through app/http/fast_path.py (same checks, a tenth of
     the per-request machinery); the tests turn it off to compare both paths.
     """
 
@@ -81,8 +82,9 @@ def create_app(
             "old_verify_keys": load_old_verify_keys(config.old_verify_keys_path),
             "store": store,
             "clock": clock,
+            # the X-Matrix check (app/http/auth.py) reads the keyring; handlers the resident
             "keyring": keyring,
-            "pdu_sender": pdu_sender,
+            "resident": Resident(store, config.server_name, keyring, pdu_sender, clock),
             # One bucket per origin in each worker (so N workers allow up to N times the rate).
             "rate_limiter": RateLimiter(
                 config.rc_federation_per_second, config.rc_federation_burst_count
@@ -148,7 +150,7 @@ def create_app(
         )
         served = FastPathMiddleware(connexion_app, operations)
     # Ids may contain '/': both the fast path and Connexion route on a path where %2F stays
-    # encoded (app/paths.py); rewritten once, outside both.
+    # encoded (app/http/paths.py); rewritten once, outside both.
     served = EncodedSlashMiddleware(served)
     return AccessLogMiddleware(RequestLimitsMiddleware(served, config.max_request_uri_bytes))
 

@@ -18,7 +18,7 @@ from pathlib import Path
 from signedjson.key import decode_signing_key_base64
 from signedjson.types import SigningKey
 
-from app.rooms import RoomAdmin, Signer
+from app.rooms.admin import RoomAdmin, Signer
 from app.signing_key import load_or_generate_signing_key
 from db.migrations import MIGRATIONS
 from db.store import Store

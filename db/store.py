@@ -3,7 +3,7 @@
 import contextlib
 import json
 import sqlite3
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -45,6 +45,7 @@ class Store:
         self.db = db
         self.conn: sqlite3.Connection = db.conn
         self._in_write_transaction = False
+        self._after_commit: list[Callable[[], None]] = []
 
     @classmethod
     def open(cls, path: Path | str) -> "Store":
@@ -315,9 +316,20 @@ class Store:
             self.conn.execute("COMMIT")
         except BaseException:
             self.conn.execute("ROLLBACK")
+            self._after_commit.clear()
             raise
         finally:
             self._in_write_transaction = False
+        callbacks, self._after_commit = self._after_commit, []
+        for callback in callbacks:
+            callback()
+
+    def call_after_commit(self, callback: Callable[[], None]) -> None:
+        """Run ``callback`` once the current write transaction has committed (never on
+        rollback): work that must only follow durable data, such as sending it elsewhere."""
+        if not self._in_write_transaction:
+            raise RuntimeError("call_after_commit outside a write transaction")
+        self._after_commit.append(callback)
 
     def _persist_one(
         self, event: JsonDict, event_id: str, room_version: str, rejected: bool

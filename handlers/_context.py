@@ -1,13 +1,13 @@
 """Typed access to the per-worker state the app's lifespan puts on every request."""
 
-from collections.abc import Callable, Iterable
-from typing import Any, Protocol
+from collections.abc import Callable
+from typing import Any
 
 from connexion.context import scope
-from signedjson.types import SigningKey, VerifyKey
+from signedjson.types import SigningKey
 
+from app.rooms import Resident
 from db.store import Store
-from matrix.types import JsonDict
 
 
 def _state() -> dict[str, Any]:
@@ -42,25 +42,7 @@ def now_ms() -> int:
     return clock()
 
 
-class EventKeySource(Protocol):
-    """The per-worker keyring, as far as handlers need it (app/keyring.py implements it)."""
-
-    async def get_event_verify_keys(
-        self, server_name: str, key_ids: Iterable[str], origin_server_ts: int
-    ) -> dict[str, VerifyKey]: ...
-
-
-def keyring() -> EventKeySource:
-    value: EventKeySource = _state()["keyring"]
-    return value
-
-
-class PduSender(Protocol):
-    """Background delivery of events to other servers (app/federation_sender.py)."""
-
-    def send_pdu(self, destinations: Iterable[str], pdu: JsonDict) -> None: ...
-
-
-def pdu_sender() -> PduSender:
-    value: PduSender = _state()["pdu_sender"]
+def resident() -> Resident:
+    """The room service's dependencies (app/rooms): store, keyring, outbox, clock."""
+    value: Resident = _state()["resident"]
     return value

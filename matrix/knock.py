@@ -1,20 +1,18 @@
 """The knock handshake's decisions (knocks.yaml; knock-digest §1, §5): pure functions, no I/O."""
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 from matrix.auth_rules import (
     CREATE_KEY,
     StateKey,
     StateMap,
-    check_auth_events_selection,
     check_auth_rules,
     get_auth_event_keys,
 )
-from matrix.canonical import check_canonical_json, encode_canonical_json
 from matrix.errors import MatrixError
-from matrix.events import compute_event_id, is_content_hash_valid, redact_event
-from matrix.ids import get_domain, parse_event_id, parse_user_id
-from matrix.room_events import MAX_AUTH_EVENTS, MAX_PREV_EVENTS, build_event
+from matrix.events import compute_event_id
+from matrix.ids import get_domain, parse_user_id
+from matrix.room_events import build_event
 from matrix.room_versions import RoomVersion
 from matrix.types import JsonDict
 
@@ -108,8 +106,6 @@ def build_knock_template(
     return event
 
 
-# CS §Size limits: a whole event is at most 65,536 bytes of canonical JSON, signatures included.
-MAX_PDU_BYTES = 65536
 # knocks.yaml / CS §Stripped state: the state that helps a knocker identify the room. The create
 # event MUST be included (v1.16, MSC4311); the others SHOULD be when set.
 KNOCK_ROOM_STATE_KEYS: list[StateKey] = [
@@ -123,73 +119,8 @@ KNOCK_ROOM_STATE_KEYS: list[StateKey] = [
 ]
 
 
-def _bad_json(message: str) -> MatrixError:
-    return MatrixError("M_BAD_JSON", message)
-
-
 def _invalid(message: str) -> MatrixError:
     return MatrixError("M_INVALID_PARAM", message)
-
-
-def _is_int(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def check_pdu_format(event: JsonDict, room_version: RoomVersion) -> None:
-    """The PDU schema of the room version (SS §Checks performed on receipt of a PDU, step 1).
-
-    Knocking exists from v7, so only the v3+ formats (event ids as strings, no event_id key)
-    reach this function.
-    """
-    # frag/v6-canonical-json: floats and out-of-range integers are rejected (M_BAD_JSON).
-    if room_version.strict_canonical_json:
-        check_canonical_json(event)
-    # CS §Size limits.
-    if len(encode_canonical_json(event)) > MAX_PDU_BYTES:
-        raise MatrixError("M_TOO_LARGE", f"Event is larger than {MAX_PDU_BYTES} bytes")
-    for key in ("room_id", "sender", "type", "origin"):
-        if key in event and not isinstance(event[key], str):
-            raise _bad_json(f"'{key}' must be a string")
-    for key in ("room_id", "sender", "type"):
-        if key not in event:
-            raise _bad_json(f"Missing '{key}'")
-    if not isinstance(event.get("content"), dict):
-        raise _bad_json("'content' must be an object")
-    if not _is_int(event.get("origin_server_ts")):
-        raise _bad_json("'origin_server_ts' must be an integer")
-    depth = event.get("depth")
-    # pdu_v6: depth is an integer in [0, 2**53 - 1].
-    if (
-        not isinstance(depth, int)
-        or isinstance(depth, bool)
-        or not 0 <= depth <= room_version.max_depth
-    ):
-        raise _bad_json("'depth' must be a non-negative integer within the version's limit")
-    # pdu_v*: hashes {"sha256": unpadded base64} and signatures {server: {key id: sig}}.
-    hashes = event.get("hashes")
-    if not isinstance(hashes, dict) or not isinstance(hashes.get("sha256"), str):
-        raise _bad_json("'hashes' must hold a sha256 string")
-    if not isinstance(event.get("signatures"), dict):
-        raise _bad_json("'signatures' must be an object")
-    for key, limit in (("prev_events", MAX_PREV_EVENTS), ("auth_events", MAX_AUTH_EVENTS)):
-        ids = event.get(key)
-        if not isinstance(ids, list) or len(ids) > limit:
-            raise _bad_json(f"'{key}' must be a list of at most {limit} event ids")
-        for event_id in ids:
-            try:
-                parse_event_id(event_id if isinstance(event_id, str) else "", room_version)
-            except MatrixError:
-                raise _bad_json(f"'{key}' must hold event ids of this room version") from None
-    # rooms/v3: event ids are computed, never sent; one in the body would be hashed and signed.
-    if "event_id" in event:
-        raise _bad_json("Events in this room version carry no 'event_id'")
-    if "state_key" in event and not isinstance(event["state_key"], str):
-        raise _bad_json("'state_key' must be a string")
-    for key in ("sender", "state_key", "type"):
-        value = event.get(key)
-        # CS §Size limits: these are at most 255 bytes.
-        if isinstance(value, str) and len(value.encode("utf-8")) > 255:
-            raise _bad_json(f"'{key}' is longer than 255 bytes")
 
 
 def check_send_knock_event(
@@ -197,10 +128,10 @@ def check_send_knock_event(
 ) -> None:
     """The knocks.yaml checks on a send_knock body (SHOULD be 400 M_INVALID_PARAM, v1.18).
 
-    The signature check needs keys and is the caller's (check_event_signature); the event id in
-    the path is compared with the id computed for the version.
+    Runs after check_pdu_format (the intake, app/rooms/ingest.py); the signature check needs keys
+    and is the intake's too. The event id in the path is compared with the id computed for the
+    version.
     """
-    check_pdu_format(event, room_version)
     # knocks.yaml (v1.18) lists the SHOULD-be-M_INVALID_PARAM checks below: not a membership
     # event, membership not knock, sender not on the origin, state_key not the sender, and a
     # bad signature (the caller's). The room id and event id checks are ours (knock-digest §1.3).
@@ -222,35 +153,3 @@ def check_send_knock_event(
         raise _invalid("A knock's state_key must be its sender")
     if compute_event_id(event, room_version) != event_id:
         raise _invalid("The event id in the path is not the id of this event")
-
-
-def get_redacted_if_hash_mismatch(event: JsonDict, room_version: RoomVersion) -> JsonDict:
-    """SS §Validating hashes and signatures: on a content-hash mismatch, keep the redacted copy."""
-    if is_content_hash_valid(event):
-        return event
-    return redact_event(event, room_version)
-
-
-def check_send_knock_auth(
-    event: JsonDict,
-    room_version: RoomVersion,
-    *,
-    auth_events: list[JsonDict],
-    state_before: StateMap,
-    current_state: StateMap,
-    create_event: JsonDict | None,
-    is_signed_by: Callable[[str], bool] | None = None,
-) -> None:
-    """SS §Checks performed on receipt of a PDU, steps 4-6, for a knock (403 on failure).
-
-    The knock must pass the auth rules against its own auth_events, against the state before it
-    (from its prev_events) and against the room's current state; knocks.yaml: a rejected or
-    soft-failed knock is 403 M_FORBIDDEN (Synapse: "knock event was rejected").
-    """
-    # Step 4: auth_events are exactly a valid selection (rule 2 / v12 rule 3).
-    check_auth_events_selection(event, auth_events, room_version)
-    auth_state = {(e["type"], e["state_key"]): e for e in auth_events}
-    for state in (auth_state, state_before, current_state):
-        check_auth_rules(
-            event, state, room_version, create_event=create_event, is_signed_by=is_signed_by
-        )

@@ -9,7 +9,7 @@ import pytest
 from signedjson.key import decode_signing_key_base64, get_verify_key
 from signedjson.types import SigningKey, VerifyKey
 
-from app.rooms import RoomAdmin, Signer
+from app.rooms.admin import RoomAdmin, Signer
 from db.store import Store
 from matrix.room_versions import KNOWN_ROOM_VERSIONS
 from matrix.types import JsonDict

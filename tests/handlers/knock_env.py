@@ -9,7 +9,7 @@ from starlette.testclient import TestClient
 
 from app.config import Config
 from app.main import create_app
-from app.rooms import RoomAdmin
+from app.rooms.admin import RoomAdmin
 from app.signing_key import load_or_generate_signing_key
 from db.store import Store
 from tests.conftest import SERVER_NAME

@@ -336,17 +336,17 @@ def test_send_knock_is_sent_to_the_other_servers_in_the_room(env, test_ca, clock
 def test_send_knock_ban_during_key_fetch_wins(env, monkeypatch):
     """The knock is judged on the state after every wait: a ban that lands while keys are
     being fetched (the slowest step, and one a knocker can stretch) is seen, not overwritten."""
-    import handlers.knock
+    import app.rooms.ingest
 
     room_id = create_room(env.admin, "12", "knock")
     event, event_id = complete(env, knock_draft(env, room_id), "12")
-    real_check = handlers.knock._get_authoriser_check
+    real_check = app.rooms.ingest._get_authoriser_check
 
-    async def ban_while_fetching(knock_event, room_version):
+    async def ban_while_fetching(resident, knock_event, room_version):
         env.admin.ban(room_id, env.user)
-        return await real_check(knock_event, room_version)
+        return await real_check(resident, knock_event, room_version)
 
-    monkeypatch.setattr(handlers.knock, "_get_authoriser_check", ban_while_fetching)
+    monkeypatch.setattr(app.rooms.ingest, "_get_authoriser_check", ban_while_fetching)
     assert_error(send_knock(env, room_id, event_id, event), 403, "M_FORBIDDEN")
     membership = env.store.get_current_state_event(room_id, "m.room.member", env.user)
     assert membership["content"]["membership"] == "ban"

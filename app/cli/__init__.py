@@ -1,0 +1,196 @@
+"""The `antechamber` command line: serve, and the admin work on keys and rooms."""
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from app.cli import rooms
+from app.cli.output import CommandError, emit
+from app.config import Config, ConfigError, load_config
+from app.signing_key import (
+    SigningKeyError,
+    key_id,
+    load_old_verify_keys,
+    load_or_generate_signing_key,
+    load_signing_key,
+    public_key_base64,
+    rotate_signing_key,
+)
+
+logger = logging.getLogger(__name__)
+
+Command = Callable[[Config, argparse.Namespace], int]
+
+
+def setup_logging(level: str) -> None:
+    logging.basicConfig(
+        level=getattr(logging, level.upper(), logging.INFO),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+
+
+def cmd_serve(config: Config, args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from app.main import create_app
+
+    # Generate the key once here, before any worker starts.
+    key = load_or_generate_signing_key(config.resolved_signing_key_path)
+    scheme = "https" if config.tls_enabled else "http"
+    logger.info(
+        "Antechamber %s listening on %s://%s:%d (%d worker%s), key %s",
+        config.server_name,
+        scheme,
+        config.bind_host,
+        config.bind_port,
+        config.workers,
+        "" if config.workers == 1 else "s",
+        key_id(key),
+    )
+    tls: dict[str, Any] = {}
+    if config.tls_enabled:
+        tls = {"ssl_certfile": config.tls_certificate, "ssl_keyfile": config.tls_private_key}
+    common: dict[str, Any] = {
+        "host": config.bind_host,
+        "port": config.bind_port,
+        "log_config": None,
+        "access_log": False,
+        "timeout_keep_alive": 30,
+        "h11_max_incomplete_event_size": config.max_request_head_bytes,
+        **tls,
+    }
+    if config.workers > 1:
+        # Workers are new processes: they read the same configuration from the environment.
+        if args.config:
+            os.environ["ANTECHAMBER_CONFIG"] = os.path.abspath(args.config)
+        uvicorn.run(
+            "app.main:create_app_from_environment",
+            factory=True,
+            workers=config.workers,
+            # httptools with a request-head deadline and size cap (app/http/server.py); workers
+            # are new processes, so they load it (and its limits) by name.
+            http="app.http.server:EnvironmentHttpToolsProtocol",
+            **common,
+        )
+    else:
+        from app.http.server import protocol_for
+
+        uvicorn.run(create_app(config), http=protocol_for(config), **common)
+    return 0
+
+
+def cmd_keys_show(config: Config, args: argparse.Namespace) -> int:
+    key = load_signing_key(config.resolved_signing_key_path)
+    old = load_old_verify_keys(config.old_verify_keys_path)
+    data = {
+        "server_name": config.server_name,
+        "key_id": key_id(key),
+        "public_key": public_key_base64(key),
+        "old_verify_keys": old,
+    }
+    lines = [
+        f"server_name: {config.server_name}",
+        f"key_id:      {key_id(key)}",
+        f"public_key:  {public_key_base64(key)}",
+    ]
+    lines += [f"old key:     {k} {v['key']} (expired_ts {v['expired_ts']})" for k, v in old.items()]
+    emit(args, data, "\n".join(lines))
+    return 0
+
+
+def cmd_keys_generate(config: Config, args: argparse.Namespace) -> int:
+    path = config.resolved_signing_key_path
+    existed = path.exists()
+    key = load_or_generate_signing_key(path)
+    verb = "exists" if existed else "generated"
+    emit(args, {"key_id": key_id(key), "path": str(path), "status": verb}, f"{verb}: {path}")
+    return 0
+
+
+def cmd_keys_rotate(config: Config, args: argparse.Namespace) -> int:
+    from app.main import wall_clock_ms
+
+    old = load_signing_key(config.resolved_signing_key_path)
+    new = rotate_signing_key(
+        config.resolved_signing_key_path, config.old_verify_keys_path, wall_clock_ms()
+    )
+    emit(
+        args,
+        {"retired": key_id(old), "current": key_id(new)},
+        f"retired {key_id(old)}; current key is {key_id(new)} (restart the server to use it)",
+    )
+    return 0
+
+
+def cmd_sign_request(config: Config, args: argparse.Namespace) -> int:
+    """An X-Matrix Authorization header from this server's key (SS §Request Authentication)."""
+    from matrix.canonical import parse_json_object
+    from matrix.errors import MatrixError
+    from matrix.xmatrix import sign_request
+
+    if not args.uri.startswith("/"):
+        raise CommandError("URI must be the request target as sent, starting with '/'")
+    content = None
+    if args.body is not None:
+        try:
+            content = parse_json_object(args.body.encode("utf-8"))
+        except MatrixError as exc:
+            raise CommandError(f"--body: {exc.message}") from None
+    key = load_signing_key(config.resolved_signing_key_path)
+    header = sign_request(
+        args.method.upper(), args.uri, config.server_name, args.destination, key, content
+    )
+    emit(args, {"authorization": header}, header)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="antechamber", description="A spec-first Matrix federation server (knocking)."
+    )
+    parser.add_argument("--config", help="TOML configuration file (or ANTECHAMBER_CONFIG)")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def add(parent: Any, name: str, func: Command, help_text: str) -> argparse.ArgumentParser:
+        sub: argparse.ArgumentParser = parent.add_parser(name, help=help_text)
+        sub.add_argument("--json", action="store_true", help="machine-readable output")
+        sub.set_defaults(func=func)
+        return sub
+
+    add(commands, "serve", cmd_serve, "run the federation server in the foreground")
+    keys = commands.add_parser("keys", help="the server's signing keys").add_subparsers(
+        dest="keys_command", required=True, metavar="KEYS_COMMAND"
+    )
+    add(keys, "show", cmd_keys_show, "show server name, key id and public key")
+    add(keys, "generate", cmd_keys_generate, "generate the signing key if there is none")
+    add(keys, "rotate", cmd_keys_rotate, "retire the current key and make a new one")
+    sign = add(
+        commands,
+        "sign-request",
+        cmd_sign_request,
+        "print an X-Matrix Authorization header for a request, signed by this server",
+    )
+    sign.add_argument("method", help="HTTP method, e.g. GET")
+    sign.add_argument("uri", help="the request target exactly as sent: path and ?query")
+    sign.add_argument("--destination", required=True, help="the receiving server's name")
+    sign.add_argument("--body", help="the JSON body of a PUT/POST")
+    rooms.register(commands, add)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        config = load_config(args.config)
+        setup_logging(config.log_level)
+        code: int = args.func(config, args)
+        return code
+    except (ConfigError, SigningKeyError, CommandError) as exc:
+        print(f"antechamber: {exc}", file=sys.stderr)
+        return 1 if isinstance(exc, CommandError) else 2
+    except KeyboardInterrupt:
+        return 130

@@ -1,0 +1,28 @@
+"""The room service: read a hosted room, apply matrix/'s rules, write it back, fan it out.
+
+Modules, each one hop from the operation that uses it:
+- ``hosted``: lookups of rooms hosted here (404s, residency, the server ACL gate, state reads);
+- ``ingest``: the one intake for every event another server sends (``accept_pdu``);
+- ``persist``: the one write step shared by received and local events (store, then fan out);
+- ``admin``: local events built, authorised and signed by this server (CLI, tests, bench).
+
+``Resident`` holds the per-worker dependencies; the logic stays in module functions.
+"""
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from app.federation.keyring import Keyring
+from app.rooms.persist import PduQueue
+from db.store import Store
+
+
+@dataclass(frozen=True)
+class Resident:
+    """What the room service needs of a worker: built once by the app's lifespan."""
+
+    store: Store
+    server_name: str
+    keyring: Keyring
+    outbox: PduQueue
+    clock: Callable[[], int]

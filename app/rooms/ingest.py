@@ -1,0 +1,165 @@
+"""The one intake for events other servers send (SS §Checks performed on receipt of a PDU).
+
+Every endpoint that accepts a remote event (send_knock today; send_join, send_leave and /send
+next) calls ``accept_pdu`` after its own endpoint checks: format, signatures (keys through the
+keyring), content hash (redact on mismatch), auth against the event's auth_events, the state
+before it and the current state, then persist and fan out in one write transaction. Synapse's
+``FederationEventHandler.on_send_membership_event`` / ``on_receive_pdu`` play this part there.
+"""
+
+import logging
+from collections.abc import Callable
+
+from signedjson.types import VerifyKey
+
+from app.rooms import Resident
+from app.rooms.persist import persist_and_fan_out
+from db.store import Store
+from matrix.auth_rules import CREATE_KEY, StateKey, get_auth_event_keys
+from matrix.errors import MatrixError
+from matrix.events import check_event_signature
+from matrix.ids import get_domain
+from matrix.pdu_checks import check_pdu_auth, check_pdu_format, get_redacted_if_hash_mismatch
+from matrix.room_versions import RoomVersion
+from matrix.types import JsonDict
+
+logger = logging.getLogger(__name__)
+
+EndpointCheck = Callable[[JsonDict], None]
+
+
+async def accept_pdu(
+    resident: Resident,
+    room_id: str,
+    room_version: RoomVersion,
+    pdu: JsonDict,
+    *,
+    event_id: str,
+    origin: str,
+    check_endpoint: EndpointCheck,
+) -> bool:
+    """Check, authorise, store and fan out one PDU sent by ``origin``; True when newly stored,
+    False when it was stored already (nothing is written again). Raises MatrixError on refusal,
+    writing nothing.
+
+    ``check_endpoint`` holds what the endpoint adds to the generic checks (knocks.yaml's list
+    for send_knock); it runs right after the format check, before any key is fetched.
+    """
+    # Step 1: valid for the room version (M_BAD_JSON), then the endpoint's own rules.
+    check_pdu_format(pdu, room_version)
+    check_endpoint(pdu)
+    # Step 2: signed by the sender's server (SS §Validating hashes and signatures).
+    sender_server = get_domain(pdu["sender"])
+    verify_keys = await _get_event_verify_keys(resident, sender_server, pdu)
+    check_event_signature(pdu, room_version, sender_server, verify_keys)
+    # Step 3: a content-hash mismatch keeps the redacted copy.
+    event = get_redacted_if_hash_mismatch(pdu, room_version)
+    # Every wait (key fetches) happens before the state is read: from here to the write
+    # nothing yields, and the write lock is held, so no ban can land between check and store.
+    is_signed_by = await _get_authoriser_check(resident, event, room_version)
+    store = resident.store
+    with store.write_transaction():
+        rejected = store.is_event_rejected(event_id)
+        # A rejected event is refused again; an accepted one re-sent is answered again with
+        # nothing stored (Synapse treats a known event the same way).
+        if rejected:
+            raise MatrixError("M_FORBIDDEN", f"The event {event_id} was rejected")
+        if rejected is not None:
+            return False
+        _check_auth(store, event, room_id, room_version, is_signed_by)
+        persist_and_fan_out(
+            store,
+            resident.outbox,
+            [(event, event_id)],
+            room_id,
+            room_version.identifier,
+            server_name=resident.server_name,
+            origin=origin,
+        )
+    logger.info("Accepted %s %s from %s in %s", event["type"], event_id, event["sender"], room_id)
+    return True
+
+
+async def _get_event_verify_keys(
+    resident: Resident, server_name: str, event: JsonDict
+) -> dict[str, VerifyKey]:
+    signatures = event["signatures"].get(server_name)
+    key_ids = list(signatures) if isinstance(signatures, dict) else []
+    if not key_ids:
+        return {}
+    return await resident.keyring.get_event_verify_keys(
+        server_name, key_ids, event["origin_server_ts"]
+    )
+
+
+async def _get_authoriser_check(
+    resident: Resident, event: JsonDict, room_version: RoomVersion
+) -> Callable[[str], bool]:
+    """v8+ auth rule 4.2: join_authorised_via_users_server must be signed by that user's server;
+    fetch its keys up front so the pure rules can ask synchronously."""
+    authoriser = event["content"].get("join_authorised_via_users_server")
+    keys: dict[str, dict[str, VerifyKey]] = {}
+    if room_version.restricted_join_rule and isinstance(authoriser, str) and ":" in authoriser:
+        server = get_domain(authoriser)
+        keys[server] = await _get_event_verify_keys(resident, server, event)
+
+    def is_signed_by(server_name: str) -> bool:
+        try:
+            check_event_signature(event, room_version, server_name, keys.get(server_name, {}))
+        except MatrixError:
+            return False
+        return True
+
+    return is_signed_by
+
+
+def _check_auth(
+    store: Store,
+    event: JsonDict,
+    room_id: str,
+    room_version: RoomVersion,
+    is_signed_by: Callable[[str], bool],
+) -> None:
+    """Steps 4-6: the auth rules against the event's auth_events, the state before it and the
+    current state (matrix/pdu_checks.py)."""
+    keys = list(dict.fromkeys([*get_auth_event_keys(event, room_version), CREATE_KEY]))
+    current = store.get_current_state_events(room_id, keys)
+    check_pdu_auth(
+        event,
+        room_version,
+        auth_events=_load_auth_events(store, event),
+        state_before=_load_state_before(store, room_id, event, keys),
+        current_state=current,
+        create_event=current.get(CREATE_KEY),
+        is_signed_by=is_signed_by,
+    )
+
+
+def _load_auth_events(store: Store, event: JsonDict) -> list[JsonDict]:
+    """Step 4: every auth event known and not rejected (missing ones are not fetched yet)."""
+    found = store.get_accepted_events(event["auth_events"])
+    missing = [event_id for event_id in event["auth_events"] if event_id not in found]
+    if missing:
+        raise MatrixError("M_FORBIDDEN", f"Unknown or rejected auth events {missing}")
+    return [found[event_id] for event_id in event["auth_events"]]
+
+
+def _load_state_before(
+    store: Store, room_id: str, event: JsonDict, keys: list[StateKey]
+) -> dict[StateKey, JsonDict]:
+    """The state before the event: here, the state after its newest known prev_event.
+
+    Rooms hosted here have one resident, so their history is linear but for concurrent remote
+    events built on an older template; those only add membership events of their own senders,
+    which the auth rules judge against the member's own key, so taking the newest prev_event
+    stands in for state resolution (until state at every event lands).
+    """
+    newest = store.get_newest_stream_ordering(event["prev_events"])
+    if newest is None:
+        raise MatrixError("M_FORBIDDEN", "The event's prev_events are not known to this server")
+    state = {}
+    for event_type, state_key in keys:
+        found = store.get_state_event_before(room_id, event_type, state_key, newest + 1)
+        if found is not None:
+            state[(event_type, state_key)] = found
+    return state
