@@ -44,24 +44,48 @@ def build_examples() -> dict[str, object]:
         return sign_event(unsigned, V12, RESIDENT, local)
 
     create = event(
-        None, [], [], 1, sender=ADMIN, type="m.room.create", state_key="",
+        None,
+        [],
+        [],
+        1,
+        sender=ADMIN,
+        type="m.room.create",
+        state_key="",
         content=build_create_content(V12, ADMIN),
     )
     room_id = compute_room_id_v12(create)
     create_id = compute_event_id(create, V12)
     member = event(
-        room_id, [create_id], [], 2, sender=ADMIN, type="m.room.member", state_key=ADMIN,
+        room_id,
+        [create_id],
+        [],
+        2,
+        sender=ADMIN,
+        type="m.room.member",
+        state_key=ADMIN,
         content=build_member_content("join"),
     )
     member_id = compute_event_id(member, V12)
     power = event(
-        room_id, [member_id], [member_id], 3, sender=ADMIN, type="m.room.power_levels",
-        state_key="", content=build_power_levels_content(V12, ADMIN),
+        room_id,
+        [member_id],
+        [member_id],
+        3,
+        sender=ADMIN,
+        type="m.room.power_levels",
+        state_key="",
+        content=build_power_levels_content(V12, ADMIN),
     )
     power_id = compute_event_id(power, V12)
     join_rules = event(
-        room_id, [power_id], [power_id, member_id], 4, sender=ADMIN, type="m.room.join_rules",
-        state_key="", content=build_join_rules_content("knock"),
+        room_id,
+        [power_id],
+        [power_id, member_id],
+        4,
+        sender=ADMIN,
+        type="m.room.join_rules",
+        state_key="",
+        content=build_join_rules_content("knock"),
     )
     join_rules_id = compute_event_id(join_rules, V12)
     # make_knock's template: v12 selects power levels and join rules, never the create event.
