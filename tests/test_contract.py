@@ -106,3 +106,126 @@ def test_docs_served_live_only_when_configured(tmp_path: Path):
         page = client.get("/_antechamber/docs/")
         assert page.status_code == 200
         assert "swagger" in page.text.lower()
+
+
+# Examples ------------------------------------------------------------------------------------
+
+
+def _resolved(document: dict, node: object) -> object:
+    """``node`` with every local $ref replaced by its target (the contract has no cycles)."""
+    if isinstance(node, dict):
+        if "$ref" in node:
+            target: object = document
+            for part in node["$ref"].removeprefix("#/").split("/"):
+                target = target[part]  # type: ignore[index]
+            return _resolved(document, target)
+        return {key: _resolved(document, value) for key, value in node.items()}
+    if isinstance(node, list):
+        return [_resolved(document, value) for value in node]
+    return node
+
+
+def _examples(document: dict) -> list[tuple[str, dict, object]]:
+    """(where, schema, example) for every example beside a schema: parameters, bodies."""
+    found = []
+
+    def walk(node: object, where: str) -> None:
+        if isinstance(node, dict):
+            if "example" in node and "schema" in node:
+                found.append((where, _resolved(document, node["schema"]), node["example"]))
+            for key, value in node.items():
+                walk(value, f"{where}/{key}")
+        elif isinstance(node, list):
+            for index, value in enumerate(node):
+                walk(value, f"{where}/{index}")
+
+    walk(document["paths"], "paths")
+    walk(document["components"]["responses"], "responses")
+    return found
+
+
+def test_contract_every_example_validates_against_its_schema():
+    from openapi_schema_validator import OAS30Validator
+
+    examples = _examples(contract())
+    assert len(examples) > 10
+    for where, schema, example in examples:
+        errors = list(OAS30Validator(schema).iter_errors(example))
+        assert not errors, (where, [error.message for error in errors])
+
+
+def _matrix_error_validator():
+    from openapi_schema_validator import OAS30Validator
+
+    document = contract()
+    return OAS30Validator(_resolved(document, document["components"]["schemas"]["MatrixError"]))
+
+
+def test_contract_incompatible_room_version_requires_room_version():
+    validator = _matrix_error_validator()
+    assert not validator.is_valid({"errcode": "M_INCOMPATIBLE_ROOM_VERSION", "error": "x"})
+    assert validator.is_valid(
+        {"errcode": "M_INCOMPATIBLE_ROOM_VERSION", "error": "x", "room_version": "12"}
+    )
+    assert validator.is_valid({"errcode": "M_FORBIDDEN", "error": "x"})
+
+
+def test_contract_knock_room_state_is_never_empty():
+    from openapi_schema_validator import OAS30Validator
+
+    document = contract()
+    schema = _resolved(document, document["components"]["schemas"]["SendKnockResponse"])
+    assert not OAS30Validator(schema).is_valid({"knock_room_state": []})
+
+
+def _operation(path_prefix: str, method: str) -> dict:
+    for path, item in contract()["paths"].items():
+        if path.startswith(path_prefix):
+            operation: dict = item[method]
+            return operation
+    raise AssertionError(path_prefix)
+
+
+def test_contract_example_pdus_are_real_signed_events():
+    from matrix.events import (
+        check_event_signature,
+        compute_event_id,
+        compute_room_id_v12,
+        is_content_hash_valid,
+    )
+    from matrix.room_versions import get_room_version
+    from scripts.contract_examples import build_examples
+    from tests.factories import LOCAL_KEY_SEED, REMOTE_KEY_SEED, make_signing_key
+
+    v12 = get_room_version("12")
+    assert v12 is not None
+    keys = {
+        "knock.example": make_signing_key(LOCAL_KEY_SEED).verify_key,
+        "remote.example": make_signing_key(REMOTE_KEY_SEED).verify_key,
+    }
+    send = _operation("/_matrix/federation/v1/send_knock/", "put")
+    make = _operation("/_matrix/federation/v1/make_knock/", "get")
+    knock = send["requestBody"]["content"]["application/json"]["example"]
+    state = send["responses"]["200"]["content"]["application/json"]["example"]["knock_room_state"]
+    template = make["responses"]["200"]["content"]["application/json"]["example"]["event"]
+    params = {p["name"]: p["example"] for p in send["parameters"]}
+    for pdu in [knock, *state]:
+        assert is_content_hash_valid(pdu), pdu["type"]
+        server = pdu["origin"]
+        check_event_signature(pdu, v12, server, {"ed25519:k1": keys[server]})
+    create = next(pdu for pdu in state if pdu["type"] == "m.room.create")
+    assert "room_id" not in create
+    room_id = compute_room_id_v12(create)
+    assert params["roomId"] == room_id == knock["room_id"] == template["room_id"]
+    assert {p["name"]: p["example"] for p in make["parameters"]}["roomId"] == room_id
+    assert params["eventId"] == compute_event_id(knock, v12)
+    assert params["eventId"] not in template["auth_events"]
+    join_rules_id = compute_event_id(state[1], v12)
+    assert template["prev_events"] == [join_rules_id] == knock["prev_events"]
+    # The contract's examples are exactly what the generator produces.
+    generated = build_examples()
+    assert (knock, state, template) == (
+        generated["knock"],
+        generated["knock_room_state"],
+        generated["template"],
+    )

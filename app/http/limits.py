@@ -1,4 +1,5 @@
-"""The ASGI edge: an over-long URL is 414 M_TOO_LARGE, and Content-Type is normalised.
+"""The ASGI edge: an over-long URL is 414 M_TOO_LARGE, and Content-Type is normalised
+(any declared type is read as JSON).
 
 Request heads that are too large or too slow never reach ASGI: app/http/server.py refuses them at
 the HTTP protocol level. This layer bounds what does reach it, whatever server runs the app.
@@ -32,15 +33,21 @@ class RequestLimitsMiddleware:
 
 
 def _normalise_content_type(scope: Scope) -> None:
-    """Lower-case the media type of Content-Type (RFC 9110 §8.3.1: it is case-insensitive).
+    """Lower-case the media type of Content-Type (RFC 9110 §8.3.1: it is case-insensitive), and
+    read any declared type as JSON.
 
     Connexion validates ``APPLICATION/JSON`` as JSON but then hands the handler the raw bytes,
     since it picks the body's parser case-sensitively (a 500 the hostile-input corpus found).
+    Every body this server accepts is JSON (CS §API standards) and Synapse parses a body as
+    JSON whatever its declared type, so ``text/plain`` and the like become ``application/json``:
+    a body that is JSON is validated as such, one that is not is still 400 M_NOT_JSON.
     """
     headers = scope["headers"]
     for index, (name, value) in enumerate(headers):
         if name == b"content-type":
             media_type, separator, parameters = value.partition(b";")
             normal = media_type.strip().lower()
-            if normal != media_type:
+            if normal != b"application/json":
+                headers[index] = (name, b"application/json")
+            elif normal != media_type:
                 headers[index] = (name, normal + separator + parameters)
