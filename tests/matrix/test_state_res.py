@@ -12,9 +12,10 @@ from typing import Any
 import pytest
 
 from matrix.auth_rules import StateKey, get_auth_event_keys
-from matrix.room_versions import V2, V6, V11, RoomVersion
+from matrix.room_versions import V2, V6, V11, V12, RoomVersion
 from matrix.state_res import (
     get_auth_difference,
+    get_conflicted_subgraph,
     make_auth_chain_getter,
     resolve_state,
     reverse_topological_sort,
@@ -283,3 +284,141 @@ def test_synapse_v2_simple_param_state_test_case_test_event_map_none() -> None:
         ("m.room.member", BOB): "IMB",
         ("m.room.member", CHARLIE): "IMC",
     }
+
+
+# --- Synapse tests/state/test_v21.py (room version 12: state resolution v2.1) -------------------
+
+# Each event: id -> (type, state_key, sender, content, auth_events, prev_events). The create
+# event's id names the room (rooms/v12), so it has no room_id; timestamps follow the list order.
+V21Events = dict[str, tuple[str, str, str, JsonDict, list[str], list[str]]]
+
+V21_REPLAY_CONFLICTED_SUBGRAPH: V21Events = {
+    "$e1_create": ("m.room.create", "", ALICE, {"creator": ALICE}, [], []),
+    "$e2_ma": ("m.room.member", ALICE, ALICE, JOIN, [], ["$e1_create"]),
+    # Alice is the creator
+    "$e3_power1": ("m.room.power_levels", "", ALICE, {"users": {}}, ["$e2_ma"], []),
+    "$e4_jr": (
+        "m.room.join_rules",
+        "",
+        ALICE,
+        {"join_rule": "public"},
+        ["$e2_ma", "$e3_power1"],
+        [],
+    ),
+    "$e5_mb": ("m.room.member", BOB, BOB, JOIN, ["$e3_power1", "$e4_jr"], []),
+    "$e6_mc": ("m.room.member", CHARLIE, CHARLIE, JOIN, ["$e3_power1", "$e4_jr"], []),
+    # Alice promotes Bob, who promotes Charlie
+    "$e7_power2": (
+        "m.room.power_levels",
+        "",
+        ALICE,
+        {"users": {BOB: 50}},
+        ["$e2_ma", "$e3_power1"],
+        [],
+    ),
+    "$e8_power3": (
+        "m.room.power_levels",
+        "",
+        BOB,
+        {"users": {BOB: 50, CHARLIE: 50}},
+        ["$e5_mb", "$e7_power2"],
+        [],
+    ),
+    "$e9_me1": ("m.room.member", EVELYN, EVELYN, JOIN, ["$e8_power3", "$e4_jr"], []),
+    # Eve changes her name but cites the old power levels (directly; the new ones indirectly)
+    "$e10_me2": (
+        "m.room.member",
+        EVELYN,
+        EVELYN,
+        JOIN,
+        ["$e3_power1", "$e4_jr", "$e9_me1"],
+        [],
+    ),
+    "$e11_mz": ("m.room.member", ZARA, ZARA, JOIN, ["$e8_power3", "$e4_jr"], []),
+}
+
+V21_START_EMPTY_SET: V21Events = {
+    "$e1_create": ("m.room.create", "", ALICE, {"creator": ALICE}, [], []),
+    "$e2_ma1": ("m.room.member", ALICE, ALICE, JOIN, [], []),
+    # Alice makes Bob an admin
+    "$e3_power": ("m.room.power_levels", "", ALICE, {"users": {BOB: 100}}, ["$e2_ma1"], []),
+    "$e4_jr1": (
+        "m.room.join_rules",
+        "",
+        ALICE,
+        {"join_rule": "public"},
+        ["$e2_ma1", "$e3_power"],
+        [],
+    ),
+    "$e5_mb": ("m.room.member", BOB, BOB, JOIN, ["$e3_power", "$e4_jr1"], []),
+    "$e6_jr2": (
+        "m.room.join_rules",
+        "",
+        ALICE,
+        {"join_rule": "invite"},
+        ["$e2_ma1", "$e3_power"],
+        [],
+    ),
+    # Alice then leaves
+    "$e7_ma2": ("m.room.member", ALICE, ALICE, LEAVE, ["$e3_power", "$e2_ma1"], []),
+}
+
+
+def v21_events(spec: V21Events) -> dict[str, JsonDict]:
+    events: dict[str, JsonDict] = {}
+    for ts, (event_id, (etype, skey, sender, content, auth, prev)) in enumerate(spec.items()):
+        event: JsonDict = {
+            "type": etype,
+            "state_key": skey,
+            "sender": sender,
+            "content": content,
+            "auth_events": auth,
+            "prev_events": prev,
+            "origin_server_ts": ts + 1,
+        }
+        if etype != "m.room.create":
+            event["room_id"] = "!e1_create"
+        events[event_id] = event
+    return events
+
+
+def state_of(events: dict[str, JsonDict], *event_ids: str) -> dict[StateKey, str]:
+    return {(events[e]["type"], events[e]["state_key"]): e for e in event_ids}
+
+
+def check_v21(events: dict[str, JsonDict], state_sets: list[dict[StateKey, str]], expected) -> None:
+    """Synapse's get_resolution_and_verify_expected, without its persistence half."""
+    assert resolve_state(V12, state_sets, events.get) == expected
+    # the create event is never in the auth difference or the conflicted subgraph: if it were,
+    # the subgraph would be returning too many old events
+    chain = make_auth_chain_getter(events.get)
+    conflicted = {e for key in {*state_sets[0], *state_sets[1]} for e in _values(state_sets, key)}
+    assert "$e1_create" not in get_auth_difference(state_sets, chain)
+    assert "$e1_create" not in get_conflicted_subgraph(conflicted, chain)
+
+
+def _values(state_sets: list[dict[StateKey, str]], key: StateKey) -> set[str]:
+    values = {state_set.get(key) for state_set in state_sets}
+    return {v for v in values if v is not None} if len(values) > 1 else set()
+
+
+def test_synapse_v21_test_state_reset_replay_conflicted_subgraph() -> None:
+    events = v21_events(V21_REPLAY_CONFLICTED_SUBGRAPH)
+    common = ("$e1_create", "$e2_ma", "$e5_mb", "$e6_mc", "$e4_jr")
+    dodgy_state_after_eve_rename = state_of(events, *common, "$e10_me2", "$e3_power1")
+    sensible_state_after_zara_joins = state_of(events, *common, "$e11_mz", "$e8_power3")
+    # ME2 is replayed first, in the POWER 1 epoch; then ME1, in the POWER 3 epoch
+    expected = state_of(events, *common, "$e9_me1", "$e11_mz", "$e8_power3")
+    check_v21(events, [dodgy_state_after_eve_rename, sensible_state_after_zara_joins], expected)
+
+
+def test_synapse_v21_test_state_reset_start_empty_set() -> None:
+    # The join rules reset to missing under v2.0 when they are in conflict, their senders'
+    # memberships are not, and those memberships are all leaves.
+    events = v21_events(V21_START_EMPTY_SET)
+    common = ("$e1_create", "$e7_ma2", "$e5_mb", "$e3_power")
+    correct_state = state_of(events, *common, "$e6_jr2")
+    # another server gives incorrect state on a fork (via e.g. backfill), citing old join rules
+    incorrect_state = state_of(events, *common, "$e4_jr1")
+    expected = state_of(events, *common, "$e6_jr2")
+    check_v21(events, [correct_state, incorrect_state], expected)
