@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from matrix.auth_rules import StateKey, get_auth_event_keys
-from matrix.room_versions import V2, V6, V11, V12, RoomVersion
+from matrix.room_versions import V1, V2, V6, V11, V12, RoomVersion
 from matrix.state_res import (
     get_auth_difference,
     get_conflicted_subgraph,
@@ -422,3 +422,170 @@ def test_synapse_v21_test_state_reset_start_empty_set() -> None:
     incorrect_state = state_of(events, *common, "$e4_jr1")
     expected = state_of(events, *common, "$e6_jr2")
     check_v21(events, [correct_state, incorrect_state], expected)
+
+
+# --- Synapse tests/test_state.py (room version 1: state resolution v1) ---------------------------
+
+USER = "@user_id:example.com"
+USER2 = "@user_id2:example.com"
+USER_2 = "@user_id_2:example.com"
+
+# Each case: nodes (event id -> fields; sender defaults to USER and depth to one more than the
+# deepest prev event), prev edges, the event whose prev state is checked, and that state's ids.
+V1Case = tuple[dict[str, JsonDict], dict[str, list[str]], str, set[str]]
+
+
+def _create(**content: str) -> JsonDict:
+    return {"type": "m.room.create", "state_key": "", "content": content, "depth": 1}
+
+
+def _state(event_type: str, state_key: str = "", **fields: Any) -> JsonDict:
+    return {"type": event_type, "state_key": state_key, **fields}
+
+
+SYNAPSE_V1_CASES: dict[str, V1Case] = {
+    "test_branch_no_conflict": (
+        {
+            "START": _create(),
+            "A": {"type": "m.room.message", "depth": 2},
+            "B": {"type": "m.room.message", "depth": 3},
+            "C": _state("m.room.name", depth=3),
+            "D": {"type": "m.room.message", "depth": 4},
+        },
+        {"A": ["START"], "B": ["A"], "C": ["A"], "D": ["B", "C"]},
+        "D",
+        {"START", "C"},
+    ),
+    # C ends up winning the resolution between B and C
+    "test_branch_basic_conflict": (
+        {
+            "START": _create(creator=USER),
+            "A": _state("m.room.member", USER, content=JOIN, depth=2),
+            "B": _state("m.room.name", depth=3),
+            "C": _state("m.room.name", depth=4),
+            "D": {"type": "m.room.message", "depth": 5},
+        },
+        {"A": ["START"], "B": ["A"], "C": ["A"], "D": ["B", "C"]},
+        "D",
+        {"START", "A", "C"},
+    ),
+    # C wins over D because bans win over other changes
+    "test_branch_have_banned_conflict": (
+        {
+            "START": _create(creator=USER),
+            "A": _state("m.room.member", USER, content=JOIN, depth=2),
+            "B": _state("m.room.name", depth=3),
+            "C": _state("m.room.member", USER_2, content=BAN, depth=4),
+            "D": _state("m.room.name", depth=4, sender=USER_2),
+            "E": {"type": "m.room.message", "depth": 5},
+        },
+        {"A": ["START"], "B": ["A"], "C": ["B"], "D": ["B"], "E": ["C", "D"]},
+        "E",
+        {"START", "A", "B", "C"},
+    ),
+    # B wins over C because power levels win over other changes
+    "test_branch_have_perms_conflict": (
+        {
+            "A1": _create(creator=USER),
+            "A2": _state("m.room.member", USER, content=JOIN),
+            "A3": _state("m.room.member", USER2, content=JOIN),
+            "A4": _state(
+                "m.room.power_levels",
+                content={"events": {"m.room.name": 50}, "users": {USER: 100, USER2: 60}},
+            ),
+            "A5": _state("m.room.name"),
+            "B": _state(
+                "m.room.power_levels",
+                content={"events": {"m.room.name": 50}, "users": {USER2: 30}},
+            ),
+            "C": _state("m.room.name", sender=USER2),
+            "D": {"type": "m.room.message"},
+        },
+        {"A2": ["A1"], "A3": ["A2"], "A4": ["A3"], "A5": ["A4"], "B": ["A5"], "C": ["A5"]}
+        | {"D": ["B", "C"]},
+        "D",
+        {"A1", "A2", "A3", "A5", "B"},
+    ),
+}
+
+
+def synapse_v1_prev_state(nodes: dict[str, JsonDict], edges: dict[str, list[str]], at: str):
+    """Synapse's Graph walk: each event's state from its prev events' states, by depth."""
+    events: dict[str, JsonDict] = {}
+    for event_id, fields in nodes.items():
+        prevs = edges.get(event_id, [])
+        event = {"sender": USER, "room_id": "!room_id:example.com", "content": {}, **fields}
+        event.setdefault("depth", max((events[p]["depth"] for p in prevs), default=0) + 1)
+        event["prev_events"] = [[p, {}] for p in prevs]
+        events[event_id] = event
+    state_after: dict[str, dict[StateKey, str]] = {}
+    for event_id in sorted(events, key=lambda e: events[e]["depth"]):
+        prevs = edges.get(event_id, [])
+        before = resolve_state(V1, [state_after[p] for p in prevs], events.get) if prevs else {}
+        if event_id == at:
+            return before
+        event = events[event_id]
+        state_after[event_id] = dict(before)
+        if "state_key" in event:
+            state_after[event_id][(event["type"], event["state_key"])] = event_id
+    raise AssertionError(at)
+
+
+@pytest.mark.parametrize("case", list(SYNAPSE_V1_CASES))
+def test_synapse_v1_state_test_case(case: str) -> None:
+    nodes, edges, at, expected = SYNAPSE_V1_CASES[case]
+    assert set(synapse_v1_prev_state(nodes, edges, at).values()) == expected
+
+
+def _v1_state_sets(*sets: list[tuple[str, JsonDict]]):
+    events = {event_id: event for state in sets for event_id, event in state}
+    state_sets = [{(e["type"], e["state_key"]): i for i, e in state} for state in sets]
+    return events, state_sets
+
+
+def _v1(event_id: str, event_type: str, state_key: str = "", **fields: Any):
+    event = {"type": event_type, "state_key": state_key, "sender": USER, "depth": 2}
+    return event_id, {**event, "room_id": "!room_id:example.com", "content": {}, **fields}
+
+
+@pytest.mark.parametrize("case", ["test_resolve_message_conflict", "test_resolve_state_conflict"])
+def test_synapse_v1_resolve_conflict(case: str) -> None:
+    # Both Synapse cases resolve the same two states (test1/1 differs: fresh ids each time) and
+    # only count the keys; no conflicted event passes the auth rules, so the fallback decides.
+    creation = _v1("$1001:test", "m.room.create")
+    events, state_sets = _v1_state_sets(
+        [
+            creation,
+            _v1("$1002:test", "test1", "1"),
+            _v1("$1003:test", "test1", "2"),
+            _v1("$1004:test", "test2"),
+        ],
+        [
+            creation,
+            _v1("$1005:test", "test1", "1"),
+            _v1("$1006:test", "test3", "2"),
+            _v1("$1007:test", "test4"),
+        ],
+    )
+    resolved = resolve_state(V1, state_sets, events.get)
+    assert len(resolved) == 6
+    assert resolved[("test1", "1")] in {"$1002:test", "$1005:test"}
+
+
+@pytest.mark.parametrize(("first_depth", "winner"), [(1, "$d2:test"), (2, "$d1:test")])
+def test_synapse_v1_test_standard_depth_conflict(first_depth: int, winner: str) -> None:
+    # the deeper test1/1 wins; swapping the depths swaps the winner
+    common = [
+        _v1("$create:test", "m.room.create", content={"creator": "@foo:bar"}),
+        _v1(
+            "$pl:test",
+            "m.room.power_levels",
+            content={"users": {"@foo:bar": "100", USER: "100"}},
+        ),
+        _v1("$member:test", "m.room.member", USER, content=JOIN),
+    ]
+    events, state_sets = _v1_state_sets(
+        [*common, _v1("$d1:test", "test1", "1", depth=first_depth)],
+        [*common, _v1("$d2:test", "test1", "1", depth=3 - first_depth)],
+    )
+    assert resolve_state(V1, state_sets, events.get)[("test1", "1")] == winner
