@@ -180,12 +180,11 @@ def _int_field(event: JsonDict, name: str) -> int:
     return value if isinstance(value, int) and not isinstance(value, bool) else 0
 
 
-def _is_power_event(event: JsonDict) -> bool:
+def _is_power_event(key: StateKey, event: JsonDict) -> bool:
     """v2 §Definitions, Power events; like Synapse and Ruma, the create event counts as one too."""
-    key = _state_key_of(event)
     if key in (POWER_LEVELS_KEY, JOIN_RULES_KEY, CREATE_KEY):
         return True
-    if key is None or key[0] != "m.room.member":
+    if key[0] != "m.room.member":
         return False
     content = event.get("content")
     membership = content.get("membership") if isinstance(content, dict) else None
@@ -224,23 +223,34 @@ class _Resolver:
         full = conflicted_ids | get_auth_difference(state_sets, self.get_auth_chain)
         if self.v2_1:
             full |= get_conflicted_subgraph(conflicted_ids, self.get_auth_chain)
-        events = {event_id: self.get_event(event_id) for event_id in full}
-        known = {event_id: event for event_id, event in events.items() if event is not None}
+        # only known state events take part: nothing else can enter the state
+        known: dict[str, tuple[StateKey, JsonDict]] = {}
+        for event_id in full:
+            event = self.get_event(event_id)
+            key = _state_key_of(event) if event is not None else None
+            if event is not None and key is not None:
+                known[event_id] = (key, event)
         # v2 §Algorithm 1: power events of the full conflicted set and their auth chains within it
-        power = {event_id for event_id, event in known.items() if _is_power_event(event)}
+        power = {
+            event_id for event_id, (key, event) in known.items() if _is_power_event(key, event)
+        }
         power |= {a for p in power for a in self.get_auth_chain(p) if a in known}
         graph = {event_id: self.get_auth_chain(event_id) for event_id in power}
-        levels = {event_id: self._sender_level(known[event_id]) for event_id in power}
+        levels = {event_id: self._sender_level(known[event_id][1]) for event_id in power}
         ordered_power = reverse_topological_sort(
             graph,
-            key=lambda e: (-levels[e], _int_field(known[e], "origin_server_ts"), e),
+            key=lambda e: (-levels[e], _int_field(known[e][1], "origin_server_ts"), e),
         )
         # v2 §Algorithm 2 from the unconflicted state map; rooms/v12 Algorithm 2: from empty state
-        resolved = self._iterative_auth_checks(ordered_power, {} if self.v2_1 else unconflicted)
+        resolved = self._iterative_auth_checks(
+            [(e, *known[e]) for e in ordered_power], {} if self.v2_1 else unconflicted
+        )
         # v2 §Algorithm 3: the other events by mainline ordering on the resolved power levels
-        others = self._mainline_order(known.keys() - power, resolved.get(POWER_LEVELS_KEY))
+        others = self._mainline_order(
+            {e: known[e][1] for e in known.keys() - power}, resolved.get(POWER_LEVELS_KEY)
+        )
         # v2 §Algorithm 4
-        resolved = self._iterative_auth_checks(others, resolved)
+        resolved = self._iterative_auth_checks([(e, *known[e]) for e in others], resolved)
         # v2 §Algorithm 5: the unconflicted state map has the last word
         resolved.update(unconflicted)
         return resolved
@@ -273,15 +283,11 @@ class _Resolver:
         return get_power_level(sender, state, self.room_version, self._create_event(event))
 
     def _iterative_auth_checks(
-        self, event_ids: Iterable[str], base_state: StateIds
+        self, events: Iterable[tuple[str, StateKey, JsonDict]], base_state: StateIds
     ) -> dict[StateKey, str]:
         """v2 §Definitions, Iterative auth checks: apply each event the auth rules allow."""
         resolved = dict(base_state)
-        for event_id in event_ids:
-            event = self.get_event(event_id)
-            key = _state_key_of(event) if event is not None else None
-            if event is None or key is None:
-                continue  # only state events can enter the state
+        for event_id, key, event in events:
             from_auth_events = self._auth_events_by_key(event)
             auth_state: dict[StateKey, JsonDict] = {}
             for auth_key in get_auth_event_keys(event, self.room_version):
@@ -323,9 +329,10 @@ class _Resolver:
             next_id = self._power_levels_auth_event(next_event) if next_event else None
         return chain
 
-    def _mainline_order(self, event_ids: Iterable[str], power_levels_id: str | None) -> list[str]:
+    def _mainline_order(
+        self, events: Mapping[str, JsonDict], power_levels_id: str | None
+    ) -> list[str]:
         """v2 §Definitions, Mainline ordering based on ``power_levels_id``."""
-        events = {event_id: self.get_event(event_id) or {} for event_id in event_ids}
         mainline: list[str] = []
         if power_levels_id is not None:
             power_levels = self.get_event(power_levels_id)
