@@ -47,7 +47,8 @@ def get_auth_event_ids(event: Mapping[str, object]) -> list[str]:
 def make_auth_chain_getter(get_event: GetEvent) -> GetAuthChain:
     """A memoising ``get_auth_chain`` that walks ``auth_events`` links; unknown events end a walk.
 
-    v2 §Definitions, Auth chain: every event reachable through auth_events, the event excluded.
+    v2 §Definitions, Auth chain: every event reachable through auth_events (so an event is in its
+    own chain only on a cycle, which event ids made of hashes rule out).
     """
     chains: dict[str, frozenset[str]] = {}
 
@@ -59,7 +60,7 @@ def make_auth_chain_getter(get_event: GetEvent) -> GetAuthChain:
         stack = get_auth_event_ids(event) if event is not None else []
         while stack:
             auth_id = stack.pop()
-            if auth_id in chain or auth_id == event_id:
+            if auth_id in chain:
                 continue
             chain.add(auth_id)
             if auth_id in chains:
@@ -339,7 +340,9 @@ class _Resolver:
             mainline = [power_levels_id]
             if power_levels is not None:
                 mainline += self._power_levels_chain(power_levels)
-        positions = {event_id: index for index, event_id in enumerate(mainline)}
+        positions: dict[str, int] = {}
+        for index, event_id in enumerate(mainline):
+            positions.setdefault(event_id, index)  # a cycle back to P0 keeps P0's index
 
         def position(event: JsonDict) -> float:
             # the first eⱼ (j >= 1) on the mainline gives its index i there; otherwise ∞

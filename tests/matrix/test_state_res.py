@@ -15,6 +15,7 @@ from matrix.auth_rules import StateKey, get_auth_event_keys
 from matrix.room_versions import V1, V2, V6, V11, V12, RoomVersion
 from matrix.state_res import (
     get_auth_difference,
+    get_auth_event_ids,
     get_conflicted_subgraph,
     make_auth_chain_getter,
     resolve_state,
@@ -589,3 +590,144 @@ def test_synapse_v1_test_standard_depth_conflict(first_depth: int, winner: str) 
         [*common, _v1("$d2:test", "test1", "1", depth=3 - first_depth)],
     )
     assert resolve_state(V1, state_sets, events.get)[("test1", "1")] == winner
+
+
+# --- Edges of the inputs (ours) -----------------------------------------------------------------
+
+
+def test_auth_event_ids_take_bare_ids_and_v1_pairs_and_skip_junk() -> None:
+    assert get_auth_event_ids({"auth_events": [["$a", {}], "$b", 5, [], [7]]}) == ["$a", "$b"]
+    assert get_auth_event_ids({"auth_events": "$a"}) == []
+    assert get_auth_event_ids({}) == []
+
+
+def test_auth_chains_skip_unknown_events_and_survive_cycles() -> None:
+    events = {
+        "A": {"auth_events": ["B", "X"]},
+        "B": {"auth_events": ["A"]},
+        "C": {"auth_events": ["B"]},
+    }
+    chain = make_auth_chain_getter(events.get)
+    assert chain("B") == {"A", "B", "X"}
+    assert chain("C") == {"A", "B", "X"}
+    assert chain("A") == {"A", "B", "X"}
+    assert chain("X") == set()
+
+
+def test_nothing_to_resolve() -> None:
+    assert get_auth_difference([], make_auth_chain_getter({}.get)) == set()
+    for room_version in (V1, V2, V12):
+        assert resolve_state(room_version, [], {}.get) == {}
+        same = {("m.room.topic", ""): "$t"}
+        assert resolve_state(room_version, [same, dict(same)], {}.get) == same
+
+
+def test_rejected_auth_events_are_not_used_by_the_iterative_auth_checks() -> None:
+    # V21_START_EMPTY_SET with Alice's join rejected: from the empty state, neither join rules
+    # event finds her membership, so both fail and the room has no join rules
+    events = v21_events(V21_START_EMPTY_SET)
+    common = ("$e1_create", "$e7_ma2", "$e5_mb", "$e3_power")
+    state_sets = [state_of(events, *common, "$e6_jr2"), state_of(events, *common, "$e4_jr1")]
+    resolved = resolve_state(V12, state_sets, events.get, is_rejected=lambda e: e == "$e2_ma1")
+    assert resolved == state_of(events, *common)
+
+
+def test_unknown_messages_and_senderless_events_take_no_part() -> None:
+    events = v21_events(V21_START_EMPTY_SET)
+    # a power levels event without a sender (level 0, then refused), citing an unknown event
+    events["$bad"] = {**events["$e3_power"], "auth_events": ["$nowhere", "$e2_ma1"]}
+    del events["$bad"]["sender"]
+    events["$msg"] = {"type": "m.room.message", "sender": ALICE, "room_id": "!e1_create"}
+    common = ("$e1_create", "$e2_ma1", "$e4_jr1")
+    ours = state_of(events, *common, "$e3_power")
+    theirs = {**state_of(events, *common), ("m.room.power_levels", ""): "$bad"}
+    theirs[("m.room.topic", "")] = "$msg"
+    theirs[("m.room.name", "")] = "$ghost"
+    assert resolve_state(V12, [ours, theirs], events.get) == ours
+
+
+def _small_room(topics: dict[str, int]) -> dict[str, JsonDict]:
+    """A v11 room: create, Alice's join and topics by Alice (id -> origin_server_ts)."""
+    events: dict[str, JsonDict] = {
+        "$create": {"type": "m.room.create", "state_key": "", "sender": ALICE, "content": {}},
+        "$ma": {"type": "m.room.member", "state_key": ALICE, "sender": ALICE, "content": JOIN},
+    }
+    events["$ma"]["auth_events"] = ["$create"]
+    for event_id, ts in topics.items():
+        events[event_id] = {"type": "m.room.topic", "state_key": "", "sender": ALICE}
+        events[event_id].update(content={}, origin_server_ts=ts, auth_events=["$create", "$ma"])
+    for event in events.values():
+        event["room_id"] = ROOM_ID
+    return events
+
+
+def test_mainline_of_an_unknown_power_levels_event_falls_back_to_timestamps() -> None:
+    events = _small_room({"$t1": 2, "$t2": 1})
+    common = {
+        ("m.room.create", ""): "$create",
+        ("m.room.member", ALICE): "$ma",
+        ("m.room.power_levels", ""): "$ghost",
+    }
+    state_sets = [{**common, ("m.room.topic", ""): "$t1"}, {**common, ("m.room.topic", ""): "$t2"}]
+    assert resolve_state(V11, state_sets, events.get) == {**common, ("m.room.topic", ""): "$t1"}
+
+
+def test_mainline_walks_end_on_power_levels_cycles() -> None:
+    # v1-style ids can cite each other; the walk down the mainline stops at the repeat. t2 cites
+    # no power levels (position infinity, so first) and t1 cites P0, so t1 is applied last
+    events = _small_room({"$t1": 1, "$t2": 2})
+    for pl, other in (("$p1", "$p2"), ("$p2", "$p1")):
+        events[pl] = {"type": "m.room.power_levels", "state_key": "", "sender": ALICE}
+        events[pl]["content"] = {"users": {ALICE: 100}}
+        events[pl].update(room_id=ROOM_ID, auth_events=["$create", "$ma", other])
+    events["$t1"]["auth_events"].append("$p1")
+    common = {("m.room.create", ""): "$create", ("m.room.member", ALICE): "$ma"}
+    state_sets = [
+        {**common, ("m.room.power_levels", ""): "$p1", ("m.room.topic", ""): "$t1"},
+        {**common, ("m.room.power_levels", ""): "$p1", ("m.room.topic", ""): "$t2"},
+    ]
+    resolved = resolve_state(V2, state_sets, events.get)
+    assert resolved[("m.room.topic", "")] == "$t1"
+
+
+def test_restricted_joins_count_as_signed_by_their_authoriser() -> None:
+    events = _small_room({})
+    events["$jr"] = {"type": "m.room.join_rules", "state_key": "", "sender": ALICE}
+    events["$jr"].update(content={"join_rule": "restricted", "allow": []})
+    events["$mb"] = {"type": "m.room.member", "state_key": BOB, "sender": BOB}
+    events["$mb"]["content"] = {**JOIN, "join_authorised_via_users_server": ALICE}
+    events["$jr"]["auth_events"] = ["$create", "$ma"]
+    events["$mb"]["auth_events"] = ["$create", "$ma", "$jr"]
+    for event in events.values():
+        event["room_id"] = ROOM_ID
+    common = {
+        ("m.room.create", ""): "$create",
+        ("m.room.member", ALICE): "$ma",
+        ("m.room.join_rules", ""): "$jr",
+    }
+    with_bob = {**common, ("m.room.member", BOB): "$mb"}
+    assert resolve_state(V11, [with_bob, common], events.get) == with_bob
+
+
+def test_v1_conflicts_between_unknown_events() -> None:
+    events = {"$x": {"type": "a", "state_key": ""}}
+    state_sets = [{("a", ""): "$x", ("b", ""): "$g1"}, {("a", ""): "$ghost", ("b", ""): "$g2"}]
+    assert resolve_state(V1, state_sets, events.get) == {("a", ""): "$x"}
+
+
+def test_v1_power_levels_pass_stops_at_the_first_refusal() -> None:
+    # ordered by depth: p1 enters R, p2 (from a user who is not joined) is refused, so p3 is
+    # never tried although the auth rules would allow it
+    nodes = {
+        "$create": _create(creator=USER),
+        "$member": _state("m.room.member", USER, content=JOIN),
+    }
+    nodes["$p1"] = _state("m.room.power_levels", content={"users": {USER: 100}}, depth=3)
+    nodes["$p2"] = _state("m.room.power_levels", content={}, depth=4, sender=USER2)
+    nodes["$p3"] = _state("m.room.power_levels", content={"users": {USER: 100}}, depth=5)
+    events = {}
+    for event_id, fields in nodes.items():
+        events[event_id] = {"sender": USER, "room_id": "!r:example.com", "depth": 2, **fields}
+    common = {("m.room.create", ""): "$create", ("m.room.member", USER): "$member"}
+    state_sets = [{**common, ("m.room.power_levels", ""): p} for p in ("$p3", "$p2", "$p1")]
+    assert resolve_state(V1, state_sets, events.get)[("m.room.power_levels", "")] == "$p1"
