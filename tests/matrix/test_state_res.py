@@ -6,13 +6,16 @@
 # ours.
 
 import itertools
+import json
+from collections.abc import Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from matrix.auth_rules import StateKey, get_auth_event_keys
-from matrix.room_versions import V1, V2, V6, V11, V12, RoomVersion
+from matrix.room_versions import KNOWN_ROOM_VERSIONS, V1, V2, V6, V11, V12, RoomVersion
 from matrix.state_res import (
     get_auth_difference,
     get_auth_event_ids,
@@ -731,3 +734,118 @@ def test_v1_power_levels_pass_stops_at_the_first_refusal() -> None:
     common = {("m.room.create", ""): "$create", ("m.room.member", USER): "$member"}
     state_sets = [{**common, ("m.room.power_levels", ""): p} for p in ("$p3", "$p2", "$p1")]
     assert resolve_state(V1, state_sets, events.get)[("m.room.power_levels", "")] == "$p1"
+
+
+# --- Ruma crates/ruma-state-res/tests/it/resolve ------------------------------------------------
+
+# The fixtures are copied unchanged; expected.json holds the (type, state_key, event_id) triples
+# of Ruma's snapshots. Each test resolves as Ruma's does: batch tests walk the PDUs by
+# prev_events (resolving at every event, then across the leaves) and also resolve them all at
+# once, one state map per PDU; state map tests resolve the given maps.
+RUMA_DATA = Path(__file__).parent / "data" / "ruma_state_res"
+RUMA_EXPECTED = json.loads((RUMA_DATA / "expected.json").read_text())["cases"]
+
+RUMA_BATCH_CASES = {
+    "minimal_private_chat": ["bootstrap-private-chat.json"],
+    "minimal_public_chat": ["bootstrap-public-chat.json"],
+    "origin_server_ts_tiebreak": ["bootstrap-private-chat.json", "origin-server-ts-tiebreak.json"],
+    "ban_vs_power_levels": [
+        "bootstrap-public-chat.json",
+        "ban-vs-power-levels-alice.json",
+        "ban-vs-power-levels-bob.json",
+    ],
+    "topic_vs_power_levels": [
+        "bootstrap-public-chat.json",
+        "topic-vs-power-levels-alice.json",
+        "topic-vs-power-levels-bob.json",
+    ],
+    "power_levels_admin_vs_mod": [
+        "bootstrap-public-chat.json",
+        "power-levels-admin-vs-mod-alice.json",
+        "power-levels-admin-vs-mod-bob.json",
+    ],
+    "topic_vs_ban": [
+        "bootstrap-public-chat.json",
+        "topic-vs-ban-common.json",
+        "topic-vs-ban-alice.json",
+        "topic-vs-ban-bob.json",
+    ],
+    "join_rules_vs_join": [
+        "bootstrap-public-chat.json",
+        "join-rules-vs-join-common.json",
+        "join-rules-vs-join-alice.json",
+        "join-rules-vs-join-ella.json",
+    ],
+    "concurrent_joins": [
+        "bootstrap-public-chat.json",
+        "concurrent-joins-charlie.json",
+        "concurrent-joins-ella.json",
+    ],
+}
+
+RUMA_STATE_MAP_CASES = {
+    f"msc4297_problem_{problem.lower()}_state_res_v2_{minor}": (
+        [f"MSC4297-problem-{problem}/state-{who}.json" for who in whom],
+        f"MSC4297-problem-{problem}/pdus-v1{1 + minor}.json",
+    )
+    for problem, whom in (("A", ("bob", "charlie")), ("B", ("eve", "zara")))
+    for minor in (0, 1)
+}
+
+
+def _ruma_pdus(paths: Iterable[str]) -> tuple[RoomVersion, dict[str, JsonDict]]:
+    pdus = [pdu for path in paths for pdu in json.loads((RUMA_DATA / path).read_text())]
+    room_version = KNOWN_ROOM_VERSIONS[pdus[0]["content"]["room_version"]]
+    return room_version, {pdu["event_id"]: pdu for pdu in pdus}
+
+
+def _key(pdu: JsonDict) -> StateKey:
+    return (pdu["type"], pdu["state_key"])
+
+
+def _ruma_expected(name: str) -> dict[StateKey, str]:
+    return {(t, state_key): event_id for t, state_key, event_id in RUMA_EXPECTED[name]}
+
+
+def ruma_resolve_iteratively(room_version: RoomVersion, pdus: dict[str, JsonDict]):
+    children: dict[str, list[str]] = {}
+    for event_id, pdu in pdus.items():
+        for prev in pdu["prev_events"]:
+            children.setdefault(prev, []).append(event_id)
+    stack = [e for e, pdu in pdus.items() if pdu["type"] == "m.room.create"]
+    state_at: dict[str, dict[StateKey, str]] = {}
+    leaves: list[str] = []
+    while stack:
+        event_id = stack.pop()
+        prevs = pdus[event_id]["prev_events"]
+        if any(prev not in state_at for prev in prevs):
+            continue  # back when its last prev event is done
+        before = resolve_state(room_version, [state_at[p] for p in prevs], pdus.get)
+        proposed = {**before, _key(pdus[event_id]): event_id}
+        state_at[event_id] = resolve_state(room_version, [before, proposed], pdus.get)
+        if event_id in children:
+            stack.extend(children[event_id])
+        else:
+            leaves.append(event_id)
+    assert state_at.keys() == pdus.keys()
+    return resolve_state(room_version, [state_at[leaf] for leaf in leaves], pdus.get)
+
+
+@pytest.mark.parametrize("case", list(RUMA_BATCH_CASES))
+def test_ruma_snapshot_test_batches(case: str) -> None:
+    room_version, pdus = _ruma_pdus(RUMA_BATCH_CASES[case])
+    expected = _ruma_expected(case)
+    assert ruma_resolve_iteratively(room_version, pdus) == expected
+    one_map_per_pdu = [{_key(pdu): event_id} for event_id, pdu in pdus.items()]
+    assert resolve_state(room_version, one_map_per_pdu, pdus.get) == expected
+
+
+@pytest.mark.parametrize("case", list(RUMA_STATE_MAP_CASES))
+def test_ruma_snapshot_test_state_maps(case: str) -> None:
+    state_map_paths, pdus_path = RUMA_STATE_MAP_CASES[case]
+    room_version, pdus = _ruma_pdus([pdus_path])
+    state_maps = [
+        {_key(pdus[e]): e for e in json.loads((RUMA_DATA / path).read_text())}
+        for path in state_map_paths
+    ]
+    assert resolve_state(room_version, state_maps, pdus.get) == _ruma_expected(case)
