@@ -160,8 +160,9 @@ def resolve_state(
     ``get_event`` returns an event by id (events need no ``event_id`` field), or None when it is not
     known: unknown events take no part. ``get_auth_chain`` defaults to walking auth_events through
     ``get_event``. ``is_rejected`` names events rejected against their auth chain, which the
-    iterative auth checks never use as auth events (v2 §Rejected events). Signatures are taken as
-    already checked when the events were received.
+    iterative auth checks never use as auth events (v2 §Rejected events); v1 uses neither, as it
+    checks against the state being resolved alone. Signatures are taken as already checked when
+    the events were received.
     """
     if room_version.state_res is StateResVersion.V1:
         return _resolve_v1(room_version, state_sets, get_event)
