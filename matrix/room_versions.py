@@ -16,6 +16,14 @@ class EventIdFormat(Enum):
     V4 = "v4"  # "$" + URL-safe unpadded base64 of the reference hash
 
 
+class StateResVersion(Enum):
+    """Which state resolution algorithm applies (rooms/v1, rooms/v2, rooms/v12)."""
+
+    V1 = "v1"
+    V2 = "v2"
+    V2_1 = "v2.1"  # rooms/v12 (MSC4297): empty start state, conflicted state subgraph
+
+
 class RedactionRules(Enum):
     """Which redaction algorithm applies (knock-digest §6.7)."""
 
@@ -57,6 +65,8 @@ class RoomVersion:
     room_id_from_create_event: bool
     # rooms/v12: the create event is never selected into auth_events.
     create_event_in_auth_events: bool
+    # rooms/v1 state resolution; v2 from rooms/v2; v2.1 from rooms/v12.
+    state_res: StateResVersion
 
     def supports_join_rule(self, join_rule: str) -> bool:
         """Whether this version's auth rules know ``join_rule`` (CS §Room membership)."""
@@ -84,8 +94,9 @@ V1 = RoomVersion(
     additional_creators=False,
     room_id_from_create_event=False,
     create_event_in_auth_events=True,
+    state_res=StateResVersion.V1,
 )
-V2 = replace(V1, identifier="2")  # state resolution v2 (not used by this server)
+V2 = replace(V1, identifier="2", state_res=StateResVersion.V2)
 V3 = replace(V2, identifier="3", event_id_format=EventIdFormat.V3)
 V4 = replace(V3, identifier="4", event_id_format=EventIdFormat.V4)
 V5 = replace(V4, identifier="5", enforce_key_validity=True)
@@ -114,6 +125,7 @@ V12 = replace(
     additional_creators=True,
     room_id_from_create_event=True,
     create_event_in_auth_events=False,
+    state_res=StateResVersion.V2_1,
 )
 
 KNOWN_ROOM_VERSIONS: dict[str, RoomVersion] = {

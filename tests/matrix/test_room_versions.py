@@ -9,26 +9,27 @@ from matrix.room_versions import (
     KNOWN_ROOM_VERSIONS,
     EventIdFormat,
     RedactionRules,
+    StateResVersion,
     get_room_version,
 )
 
 # Columns in the order of the RoomVersion fields after identifier. Sources: content/rooms/v1..v12
-# (knock-digest §4.1). T/F booleans; the first three columns are the enum values.
+# (knock-digest §4.1). T/F booleans; the first three columns and the last are the enum values.
 #        ids   redact  depth  key-valid strict intPL aliases knock restr kn-restr implicit
-#        redacts-in-content additional room-id-from-create create-in-auth
+#        redacts-in-content additional room-id-from-create create-in-auth state-res
 GRID = """
-1   v1 v1  63 F F F T F F F F F F F T
-2   v1 v1  63 F F F T F F F F F F F T
-3   v3 v1  63 F F F T F F F F F F F T
-4   v4 v1  63 F F F T F F F F F F F T
-5   v4 v1  63 T F F T F F F F F F F T
-6   v4 v6  53 T T F F F F F F F F F T
-7   v4 v6  53 T T F F T F F F F F F T
-8   v4 v8  53 T T F F T T F F F F F T
-9   v4 v9  53 T T F F T T F F F F F T
-10  v4 v9  53 T T T F T T T F F F F T
-11  v4 v11 53 T T T F T T T T T F F T
-12  v4 v11 53 T T T F T T T T T T T F
+1   v1 v1  63 F F F T F F F F F F F T v1
+2   v1 v1  63 F F F T F F F F F F F T v2
+3   v3 v1  63 F F F T F F F F F F F T v2
+4   v4 v1  63 F F F T F F F F F F F T v2
+5   v4 v1  63 T F F T F F F F F F F T v2
+6   v4 v6  53 T T F F F F F F F F F T v2
+7   v4 v6  53 T T F F T F F F F F F T v2
+8   v4 v8  53 T T F F T T F F F F F T v2
+9   v4 v9  53 T T F F T T F F F F F T v2
+10  v4 v9  53 T T T F T T T F F F F T v2
+11  v4 v11 53 T T T F T T T T T F F T v2
+12  v4 v11 53 T T T F T T T T T T T F v2.1
 """
 
 BOOLEAN_FIELDS = [
@@ -49,19 +50,22 @@ BOOLEAN_FIELDS = [
 
 def grid_rows():
     for line in GRID.strip().splitlines():
-        identifier, ids, redaction, depth_bits, *flags = line.split()
-        yield pytest.param(identifier, ids, redaction, int(depth_bits), flags, id=f"v{identifier}")
+        identifier, ids, redaction, depth_bits, *flags, state_res = line.split()
+        yield pytest.param(
+            identifier, ids, redaction, int(depth_bits), flags, state_res, id=f"v{identifier}"
+        )
 
 
 @pytest.mark.parametrize(
-    ("identifier", "ids", "redaction", "depth_bits", "flags"), list(grid_rows())
+    ("identifier", "ids", "redaction", "depth_bits", "flags", "state_res"), list(grid_rows())
 )
-def test_room_version_grid(identifier, ids, redaction, depth_bits, flags):
+def test_room_version_grid(identifier, ids, redaction, depth_bits, flags, state_res):
     room_version = KNOWN_ROOM_VERSIONS[identifier]
     assert room_version.identifier == identifier
     assert room_version.event_id_format is EventIdFormat(ids)
     assert room_version.redaction_rules is RedactionRules(redaction)
     assert room_version.max_depth == 2**depth_bits - 1
+    assert room_version.state_res is StateResVersion(state_res)
     assert {f: getattr(room_version, f) for f in BOOLEAN_FIELDS} == {
         f: flag == "T" for f, flag in zip(BOOLEAN_FIELDS, flags, strict=True)
     }
@@ -69,9 +73,13 @@ def test_room_version_grid(identifier, ids, redaction, depth_bits, flags):
 
 def test_room_version_grid_covers_every_field_and_version():
     fields = {f.name for f in dataclasses.fields(KNOWN_ROOM_VERSIONS["1"])}
-    assert fields == {"identifier", "event_id_format", "redaction_rules", "max_depth"} | set(
-        BOOLEAN_FIELDS
-    )
+    assert fields == {
+        "identifier",
+        "event_id_format",
+        "redaction_rules",
+        "max_depth",
+        "state_res",
+    } | set(BOOLEAN_FIELDS)
     assert list(KNOWN_ROOM_VERSIONS) == [str(n) for n in range(1, 13)]
 
 
