@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import NoReturn, TypeGuard
 
 from matrix.errors import MatrixError
+from matrix.events import compute_event_id
 from matrix.ids import get_domain
 from matrix.room_versions import KNOWN_ROOM_VERSIONS, EventIdFormat, RoomVersion
 from matrix.types import JsonDict
@@ -417,7 +418,7 @@ def _check_join(
     create: JsonDict,
 ) -> None:
     # 4.3.1 v1+: the creator's own first join, right after the create event
-    if _is_creator_first_join(event, target, state, room_version, create):
+    if _is_creator_first_join(event, target, room_version, create):
         return
     # 4.3.2 v1+
     if sender != target:
@@ -458,25 +459,38 @@ def _check_join(
 
 
 def _is_creator_first_join(
-    event: JsonDict, target: str, state: StateMap, room_version: RoomVersion, create: JsonDict
+    event: JsonDict, target: str, room_version: RoomVersion, create: JsonDict
 ) -> bool:
     """4.3.1: "the only previous event is an m.room.create and the state_key is the creator".
 
-    Without event ids in hand, "only previous event is the create" means exactly one prev_event
-    and nothing in the state but the create event; in v12 the create event's id is also known
-    from the room id, so the prev_event is compared with it.
+    The rule looks at the event's prev_events, not at the auth state: exactly one prev_event,
+    and it is the create event's id.
     """
     prev_events = event.get("prev_events")
     if not isinstance(prev_events, list) or len(prev_events) != 1:
         return False
-    if any(key != CREATE_KEY for key in state):
-        return False
-    # v12: the create event's id is the room id with the "$" sigil
-    if room_version.room_id_from_create_event:
-        room_id = event.get("room_id")
-        if not isinstance(room_id, str) or prev_events[0] != "$" + room_id[1:]:
+    prev_event = prev_events[0]
+    if room_version.event_id_format is EventIdFormat.V1:
+        # rooms/v1 §Event format: v1/v2 prev_events are [event_id, hashes] pairs
+        if not isinstance(prev_event, list) or len(prev_event) != 2:
             return False
+        prev_event = prev_event[0]
+    if prev_event != _create_event_id(event, room_version, create):
+        return False
     return target == _creator(create, room_version)
+
+
+def _create_event_id(event: JsonDict, room_version: RoomVersion, create: JsonDict) -> str | None:
+    """The create event's id: v12 from the room id, v3-v11 computed, v1-v2 its event_id field."""
+    if room_version.room_id_from_create_event:
+        # rooms/v12: the room id is the create event's id with the "!" sigil instead of "$"
+        room_id = event.get("room_id")
+        return "$" + room_id[1:] if isinstance(room_id, str) else None
+    try:
+        # rooms/v1: the PDU's event_id; rooms/v3, frag/v4-event-ids: its reference hash
+        return compute_event_id(create, room_version)
+    except MatrixError:
+        return None  # a v1/v2 create event without an event_id has no id to compare with
 
 
 def _check_knock(

@@ -13,11 +13,13 @@ from matrix.auth_rules import (
     get_power_level,
 )
 from matrix.errors import MatrixError
+from matrix.events import compute_event_id
 from matrix.room_versions import (
     KNOWN_ROOM_VERSIONS,
     V1,
     V2,
     V3,
+    V4,
     V5,
     V6,
     V7,
@@ -26,6 +28,7 @@ from matrix.room_versions import (
     V10,
     V11,
     V12,
+    EventIdFormat,
     RoomVersion,
 )
 from matrix.types import JsonDict
@@ -82,7 +85,28 @@ def make_create(rv: RoomVersion, sender: str = CREATOR, **content: Any) -> JsonD
     event = make_event(rv, "m.room.create", sender, body, "", prev_events=[], depth=1)
     if rv.room_id_from_create_event:
         del event["room_id"]
+    if rv.event_id_format is EventIdFormat.V1:
+        event["event_id"] = f"$create:{HOME}"  # rooms/v1: the PDU carries its event id
     return event
+
+
+def reference(rv: RoomVersion, event_id: str) -> object:
+    """A prev_events entry: v1/v2 [event_id, hashes] pairs, v3+ bare event ids."""
+    if rv.event_id_format is EventIdFormat.V1:
+        return [event_id, {"sha256": "A" * 43}]
+    return event_id
+
+
+def create_id(rv: RoomVersion, create: JsonDict) -> str:
+    """The create event's id: v12 from the room id, v1/v2 its event_id, v3+ computed."""
+    return V12_CREATE_ID if rv.room_id_from_create_event else compute_event_id(create, rv)
+
+
+def first_join(rv: RoomVersion, create: JsonDict, user: str = CREATOR, **kwargs: Any) -> JsonDict:
+    """``user``'s join whose only prev_event is the create event."""
+    join = member(rv, user, "join", **kwargs)
+    join["prev_events"] = [reference(rv, create_id(rv, create))]
+    return join
 
 
 def member(rv: RoomVersion, user: str, membership: str, sender: str | None = None, **content: Any):
@@ -334,26 +358,86 @@ def test_m_federate_true_allows_foreign_sender():
 @pytest.mark.parametrize("rv", ALL_VERSIONS)
 def test_join_creator_first_join_allowed(rv):
     create = make_create(rv)
+    check(first_join(rv, create), state_of(create), rv, create_event=create)
+
+
+# Member rule "If the only previous event is an m.room.create and the state_key is the creator,
+# allow" looks at prev_events, whatever the auth state holds besides the create event.
+CREATOR_FIRST_JOIN_STATE = [
+    pytest.param(lambda rv: member(rv, CREATOR, "ban", sender=MOD), id="creator-banned"),
+    pytest.param(lambda rv: join_rules(rv, "invite"), id="invite-rule"),
+    pytest.param(lambda rv: join_rules(rv, "private"), id="private-rule"),
+]
+
+
+@pytest.mark.parametrize("extra", CREATOR_FIRST_JOIN_STATE)
+@pytest.mark.parametrize("rv", ALL_VERSIONS)
+def test_join_creator_first_join_allowed_when_state_has_more(rv, extra):
+    create = make_create(rv)
+    check(first_join(rv, create), state_of(create, extra(rv)), rv, create_event=create)
+
+
+@pytest.mark.parametrize("rv", ALL_VERSIONS)
+def test_join_creator_first_join_rejected_when_prev_event_not_create(rv):
+    # 4.3.1 does not apply and the join rule (none: invite) does not let the creator in
+    create = make_create(rv)
     join = member(rv, CREATOR, "join")
-    if rv.room_id_from_create_event:
-        join["prev_events"] = [V12_CREATE_ID]
-        check(join, {}, rv, create_event=create)
-    else:
-        join["prev_events"] = ["$create"]
-        check(join, state_of(create), rv)
+    join["prev_events"] = [reference(rv, f"$other:{HOME}")]
+    assert_forbidden(join, state_of(create), rv, create_event=create)
+
+
+@pytest.mark.parametrize("rv", ALL_VERSIONS)
+def test_join_creator_first_join_by_other_sender_rejected_when_prev_event_not_create(rv):
+    create = make_create(rv)
+    join = member(rv, CREATOR, "join", sender=ALICE)
+    assert_forbidden(join, state_of(create), rv, create_event=create)
+
+
+@pytest.mark.parametrize("rv", ALL_VERSIONS)
+def test_join_creator_first_join_by_other_sender_allowed_when_prev_event_is_create(rv):
+    # 4.3.1 names the state_key and the prev_events only, not the sender
+    create = make_create(rv)
+    check(first_join(rv, create, sender=ALICE), state_of(create), rv, create_event=create)
+
+
+@pytest.mark.parametrize("rv", [V1, V2], ids=["v1", "v2"])
+def test_join_creator_first_join_v1_v2_prev_event_must_be_a_pair(rv):
+    # rooms/v1 §Event format: prev_events are [event_id, hashes] pairs
+    create = make_create(rv)
+    for prev_event in (create["event_id"], [create["event_id"]], {"0": create["event_id"]}):
+        join = member(rv, CREATOR, "join")
+        join["prev_events"] = [prev_event]
+        assert_forbidden(join, state_of(create), rv)
+
+
+@pytest.mark.parametrize("rv", [V1, V2], ids=["v1", "v2"])
+def test_join_creator_first_join_v1_v2_create_without_event_id_rejected(rv):
+    create = make_create(rv)
+    join = first_join(rv, create)
+    del create["event_id"]
+    assert_forbidden(join, state_of(create), rv)
+
+
+@pytest.mark.parametrize("rv", [V3, V4, V11], ids=["v3", "v4", "v11"])
+def test_join_creator_first_join_compares_computed_create_id(rv):
+    # rooms/v3, frag/v4-event-ids: the id is the reference hash, so another create is another id
+    create = make_create(rv)
+    join = first_join(rv, create)
+    other = make_create(rv)
+    other["origin_server_ts"] += 1
+    assert_forbidden(join, state_of(other), rv)
 
 
 @pytest.mark.parametrize("rv", [V1, V12], ids=["v1", "v12"])
 def test_join_first_join_by_non_creator_rejected(rv):
     create = make_create(rv)
-    join = member(rv, ALICE, "join")
-    join["prev_events"] = [V12_CREATE_ID]
-    assert_forbidden(join, state_of(create), rv, create_event=create)
+    assert_forbidden(first_join(rv, create, ALICE), state_of(create), rv, create_event=create)
 
 
 def test_join_creator_first_join_needs_exactly_one_prev_event():
     create = make_create(V5)
-    for prev_events in (["$a", "$b"], "$a"):
+    only = create_id(V5, create)
+    for prev_events in ([only, only], [only, "$b"], only, []):
         join = member(V5, CREATOR, "join")
         join["prev_events"] = prev_events
         assert_forbidden(join, state_of(create), V5)
@@ -380,8 +464,8 @@ def test_join_creator_not_first_when_state_has_more():
 def test_join_v1_creator_is_content_creator_not_sender():
     create = make_create(V1)
     create["content"]["creator"] = ALICE
-    check(member(V1, ALICE, "join"), state_of(create), V1)
-    assert_forbidden(member(V1, CREATOR, "join"), state_of(create), V1)
+    check(first_join(V1, create, ALICE), state_of(create), V1)
+    assert_forbidden(first_join(V1, create), state_of(create), V1)
 
 
 @pytest.mark.parametrize("rv", ALL_VERSIONS)
