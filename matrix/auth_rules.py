@@ -35,8 +35,9 @@ _LEVEL_DEFAULTS: dict[str, int] = {
 
 # frag/v1-stringy-power-levels: optional whitespace, one optional sign, base-10 digits.
 _STRINGY_LEVEL = re.compile(r"\s*[+-]?[0-9]+\s*", re.ASCII)
-# APPX §User Identifiers: historical localparts allow printable ASCII except ':'.
-_USER_LOCALPART = re.compile(r"[\x21-\x39\x3b-\x7e]+")
+# APPX §Historical User IDs (v1.14): localparts of any non-surrogate code points except ':' and
+# NUL, control characters and the empty string included, are accepted over federation.
+_USER_LOCALPART = re.compile("[^:\x00\ud800-\udfff]*")
 # APPX §Server Name: IPv4 / DNS name or bracketed IPv6, with an optional port.
 _SERVER_NAME = re.compile(r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+)(:[0-9]{1,5})?")
 
@@ -62,9 +63,10 @@ def _is_user_id(value: object) -> TypeGuard[str]:
         return False
     localpart, server_name = value[1:].split(":", 1)
     return (
-        len(value.encode("utf-8")) <= 255
-        and _USER_LOCALPART.fullmatch(localpart) is not None
+        _USER_LOCALPART.fullmatch(localpart) is not None
         and _SERVER_NAME.fullmatch(server_name) is not None
+        # APPX §User Identifiers: at most 255 bytes (checked once no surrogate is left)
+        and len(value.encode("utf-8")) <= 255
     )
 
 

@@ -308,7 +308,8 @@ def test_create_v12_additional_creators_valid():
         pytest.param([ALICE, 5], id="non-string"),
         pytest.param(["alice"], id="no-sigil"),
         pytest.param(["@alice"], id="no-server"),
-        pytest.param(["@:origin.test"], id="empty-localpart"),
+        pytest.param(["@a\x00b:origin.test"], id="nul-localpart"),
+        pytest.param(["@a\ud800b:origin.test"], id="surrogate-localpart"),
         pytest.param(["@al:ice:bad server"], id="bad-server"),
         pytest.param(["@" + "a" * 250 + ":origin.test"], id="too-long"),
     ],
@@ -319,6 +320,50 @@ def test_create_v12_additional_creators_invalid_rejected(additional):
 
 def test_create_v11_ignores_additional_creators():
     check(make_create(V11, additional_creators="junk"), {}, V11)
+
+
+# APPX §Historical User IDs (v1.14): localparts of any non-surrogate code points except ':' and
+# NUL, "including other control characters and the empty string", are accepted.
+HISTORICAL_USER_IDS = [
+    pytest.param("@al ice:a.test", id="space"),
+    pytest.param("@:a.test", id="empty"),
+    pytest.param("@ålice:a.test", id="non-ascii"),
+    pytest.param("@a\tb:a.test", id="control-char"),
+    pytest.param("@" + "é" * 123 + "a:a.test", id="255-bytes"),
+]
+
+
+@pytest.mark.parametrize("user_id", HISTORICAL_USER_IDS)
+@pytest.mark.parametrize("rv", ALL_VERSIONS)
+def test_sender_historical_user_id_allowed(rv, user_id):
+    state = room(rv, "public", member(rv, user_id, "join"))
+    check(make_event(rv, "m.room.message", user_id, {"body": "hi"}), state, rv)
+    check(member(rv, user_id, "leave"), state, rv)
+
+
+@pytest.mark.parametrize("user_id", HISTORICAL_USER_IDS)
+@pytest.mark.parametrize("rv", ALL_VERSIONS)
+def test_power_levels_users_historical_user_id_allowed(rv, user_id):
+    check(power_levels(rv, users={MOD: 50, user_id: 10}), room(rv), rv)
+
+
+@pytest.mark.parametrize("user_id", HISTORICAL_USER_IDS)
+def test_create_v12_additional_creators_historical_user_id_allowed(user_id):
+    check(make_create(V12, additional_creators=[ALICE, user_id]), {}, V12)
+
+
+@pytest.mark.parametrize(
+    "sender",
+    [
+        pytest.param("creator", id="no-sigil"),
+        pytest.param("@a\x00b:origin.test", id="nul-localpart"),
+        pytest.param("@a\ud800b:origin.test", id="surrogate-localpart"),
+        pytest.param("@" + "é" * 124 + ":a.test", id="256-bytes"),
+    ],
+)
+def test_sender_invalid_user_id_rejected(sender):
+    state = room(V11, "public", member(V11, sender, "join"))
+    assert_forbidden(make_event(V11, "m.room.message", sender, {}), state, V11)
 
 
 def test_create_with_invalid_sender_rejected():
@@ -761,7 +806,17 @@ def test_power_levels_maps_must_be_objects(key):
     assert_forbidden(power_levels(V10, **{key: [1]}), room(V10), V10)
 
 
-@pytest.mark.parametrize("user_id", ["alice", "@alice", "@ali ce:origin.test"])
+@pytest.mark.parametrize(
+    "user_id",
+    [
+        pytest.param("alice", id="no-sigil"),
+        pytest.param("@alice", id="no-server"),
+        pytest.param("@a\x00b:origin.test", id="nul-localpart"),
+        pytest.param("@a\udc00b:origin.test", id="surrogate-localpart"),
+        pytest.param("@alice:bad server", id="bad-server"),
+        pytest.param("@" + "a" * 250 + ":origin.test", id="over-255-bytes"),
+    ],
+)
 def test_power_levels_users_keys_must_be_user_ids(user_id):
     assert_forbidden(power_levels(V10, users={user_id: 10}), room(V10), V10)
 
