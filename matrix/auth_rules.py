@@ -533,9 +533,11 @@ def _required_level(
 def _parse_level_map(
     value: object, room_version: RoomVersion, *, user_ids: bool = False
 ) -> dict[str, int]:
-    """A new power_levels map (events, notifications, users), or M_FORBIDDEN if malformed."""
-    if value is None:
-        return {}
+    """A new power_levels map (events, notifications, users) that is present, or M_FORBIDDEN.
+
+    Only a missing key means an empty map; a present null is "not an object" like any other
+    non-object, and is rejected.
+    """
     if not isinstance(value, dict):
         _forbid("power level map is not an object")
     levels: dict[str, int] = {}
@@ -549,12 +551,30 @@ def _parse_level_map(
     return levels
 
 
-def _lenient_level_map(value: object, room_version: RoomVersion) -> dict[str, int]:
-    """An existing power_levels map; entries this room version cannot read are skipped."""
-    if not isinstance(value, dict):
-        return {}
-    levels = {key: _parse_level(raw, room_version) for key, raw in value.items()}
-    return {key: level for key, level in levels.items() if level is not None}
+def _same_json(old: object, new: object) -> bool:
+    """Whether two JSON scalars are the same value (``true`` is not ``1``, ``1.0`` is not ``1``)."""
+    return type(old) is type(new) and old == new
+
+
+def _changed_level(
+    old_container: JsonDict, new_container: JsonDict, key: str, room_version: RoomVersion
+) -> tuple[int | None, int | None] | None:
+    """(old, new) levels when ``key`` is added, changed or removed; None when it is not.
+
+    An old value this room version cannot read counts as no level. A new value it cannot read
+    is rejected: no rule could weigh it against the sender's level (v10+ rejected it before).
+    """
+    old_raw, new_raw = old_container.get(key), new_container.get(key)
+    if (key in old_container) == (key in new_container) and _same_json(old_raw, new_raw):
+        return None
+    old = _parse_level(old_raw, room_version)
+    new = None
+    if key in new_container:
+        new = _parse_level(new_raw, room_version)
+        if new is None:
+            _forbid(f"power level {key!r} is not a power level")
+    # v1-v9: "50" and 50 are the same level, so no alteration
+    return None if old == new else (old, new)
 
 
 def _check_power_levels(
@@ -566,47 +586,60 @@ def _check_power_levels(
     create: JsonDict,
 ) -> None:
     content = _content(event)
-    new_levels: dict[str, int] = {}
-    for key in _LEVEL_DEFAULTS:
-        if key in content:
-            level = _parse_level(content[key], room_version)
-            # 9.1 v10+: integers only; v1-v9 accept integer strings, and anything that does not
-            # parse is rejected as Synapse does
-            if level is None:
-                _forbid(f"power level {key!r} is not an integer")
-            new_levels[key] = level
     # v6+ also guards "notifications" (rooms/v6); v1-v5 ignore it
     map_keys = ["events"] if room_version.special_case_aliases_auth else ["events", "notifications"]
-    # 9.2 v10+ (v1-v9 through string parsing): events/notifications hold integer levels
-    new_maps = {key: _parse_level_map(content.get(key), room_version) for key in map_keys}
-    # 9.3 v1+: users maps valid user ids to integers (v1-v9: or integer strings)
-    new_users = _parse_level_map(content.get("users"), room_version, user_ids=True)
+    if room_version.integer_only_power_levels:
+        # 9.1 v10+: users_default, events_default, state_default, ban, redact, kick and invite,
+        # when present, are integers
+        for key in _LEVEL_DEFAULTS:
+            if key in content and _parse_level(content[key], room_version) is None:
+                _forbid(f"power level {key!r} is not an integer")
+        # 9.2 v10+: events and notifications, when present, are objects of integers
+        for key in map_keys:
+            if key in content:
+                _parse_level_map(content[key], room_version)
+    # 9.3 v10+ (v1-v9 10.1): users is an object of valid user ids to integers (v1-v9: or integer
+    # strings); only a missing users key means no users
+    new_users = (
+        _parse_level_map(content["users"], room_version, user_ids=True) if "users" in content else {}
+    )
     # 10.4 v12: creators have infinite power and cannot be listed
     if room_version.additional_creators and _creators(create) & new_users.keys():
         _forbid("room creators cannot appear in users")
     old_content = _power_levels_content(state)
-    # 9.4 v1+ (v12 10.5): the first power_levels event is allowed
+    # 9.4 v10+ (v1-v9 10.2, v12 10.5): "If there is no previous m.room.power_levels event in the
+    # room, allow"; v1-v9 check nothing but users before this point
     if old_content is None:
         return
-    # 9.5 v1+: top-level levels the sender changes must be within reach, before and after
+    # 9.5 v1+ (v1-v9 10.3): top-level levels the sender changes must be within reach, before and
+    # after
     for key in _LEVEL_DEFAULTS:
-        old = _parse_level(old_content.get(key), room_version)
-        new = new_levels.get(key)
-        if old != new and _exceeds((old, new), sender_level):
+        change = _changed_level(old_content, content, key, room_version)
+        if change is not None and _exceeds(change, sender_level):
             _forbid(f"sender cannot change {key!r}")
-    # 9.6 / 9.7 v1+ (notifications v6+): the same for each events / notifications entry
+    # 9.6 / 9.7 v1+ (v1-v9 10.4 / 10.5, notifications v6+): the same for each events /
+    # notifications entry
     for key in map_keys:
-        old_map = _lenient_level_map(old_content.get(key), room_version)
-        new_map = new_maps[key]
+        old_map = old_content.get(key)
+        old_map = old_map if isinstance(old_map, dict) else {}
+        if key not in content:
+            new_map: JsonDict = {}
+        elif isinstance(content[key], dict):
+            new_map = content[key]
+        else:
+            # v1-v9 (v10+ rejected it at 9.2): a map that is no object has no entries to weigh
+            _forbid(f"power level map {key!r} is not an object")
         for entry in sorted(old_map.keys() | new_map.keys()):
-            old, new = old_map.get(entry), new_map.get(entry)
-            if old != new and _exceeds((old, new), sender_level):
+            change = _changed_level(old_map, new_map, entry, room_version)
+            if change is not None and _exceeds(change, sender_level):
                 _forbid(f"sender cannot change {key}[{entry!r}]")
-    old_users = _lenient_level_map(old_content.get("users"), room_version)
+    old_users = old_content.get("users")
+    old_users = old_users if isinstance(old_users, dict) else {}
     for user_id in sorted(old_users.keys() | new_users.keys()):
-        old, new = old_users.get(user_id), new_users.get(user_id)
-        if old == new:
+        change = _changed_level(old_users, new_users, user_id, room_version)
+        if change is None:
             continue
+        old, new = change
         # 9.8 v1+: another user's level can only be changed or removed if below the sender's
         if user_id != sender and old is not None and old >= sender_level:
             _forbid(f"sender cannot change the level of {user_id}")

@@ -952,6 +952,99 @@ def test_power_levels_unreadable_old_entries_are_ignored_v9():
     check(power_levels(V9, events={"m.room.power_levels": 50}, users={CREATOR: 100}), state, V9)
 
 
+V1_TO_V9 = [p for p in ALL_VERSIONS if not p.values[0].integer_only_power_levels]
+V10_ON = [p for p in ALL_VERSIONS if p.values[0].integer_only_power_levels]
+
+
+def without_power_levels(rv: RoomVersion) -> dict[tuple[str, str], JsonDict]:
+    state = room(rv)
+    del state[("m.room.power_levels", "")]
+    return state
+
+
+def power_levels_event(rv: RoomVersion, content: JsonDict) -> JsonDict:
+    return make_event(rv, "m.room.power_levels", CREATOR, content, "")
+
+
+@pytest.mark.parametrize("first", [True, False], ids=["first", "later"])
+@pytest.mark.parametrize("rv", ALL_VERSIONS)
+def test_power_levels_users_null_rejected(rv, first):
+    # 9.3 v10+ (v1-v9 10.1): "If the users property in content is not an object ... reject";
+    # null is not an object, only a missing key means no users
+    state = without_power_levels(rv) if first else room(rv)
+    assert_forbidden(power_levels_event(rv, {"users": None}), state, rv)
+
+
+@pytest.mark.parametrize("first", [True, False], ids=["first", "later"])
+@pytest.mark.parametrize("rv", ALL_VERSIONS)
+def test_power_levels_users_missing_allowed(rv, first):
+    state = without_power_levels(rv) if first else room(rv)
+    check(power_levels_event(rv, {"ban": 50}), state, rv)
+
+
+@pytest.mark.parametrize("first", [True, False], ids=["first", "later"])
+@pytest.mark.parametrize("key", ["events", "notifications"])
+@pytest.mark.parametrize("rv", V10_ON)
+def test_power_levels_events_or_notifications_null_rejected_from_v10(rv, key, first):
+    # 9.2 v10+: "If either of the properties events or notifications in content are present
+    # and not an object with values that are integers, reject"
+    state = without_power_levels(rv) if first else room(rv)
+    assert_forbidden(power_levels(rv, **{key: None}), state, rv)
+    check(power_levels(rv, **{key: {}}), state, rv)
+
+
+# v1-v9 10.1 checks users only; 10.2 "If there is no previous m.room.power_levels event in the
+# room, allow". The integer checks on the other properties are v10's 9.1 and 9.2.
+FIRST_POWER_LEVELS_OUTSIDE_USERS = [
+    pytest.param({"invite": True}, id="invite-true"),
+    pytest.param({"events": "x"}, id="events-string"),
+    pytest.param({"state_default": "5e1"}, id="state_default-exponent"),
+    pytest.param({"ban": None}, id="ban-null"),
+    pytest.param({"events": None}, id="events-null"),
+    pytest.param({"events": {"m.room.name": "x"}}, id="events-entry-string"),
+    pytest.param({"notifications": {"room": [50]}}, id="notifications-entry-array"),
+]
+
+
+@pytest.mark.parametrize("content", FIRST_POWER_LEVELS_OUTSIDE_USERS)
+@pytest.mark.parametrize("rv", V1_TO_V9)
+def test_power_levels_first_event_v1_to_v9_allowed_outside_users(rv, content):
+    check(power_levels(rv, **content), without_power_levels(rv), rv)
+
+
+@pytest.mark.parametrize("content", FIRST_POWER_LEVELS_OUTSIDE_USERS)
+@pytest.mark.parametrize("rv", V10_ON)
+def test_power_levels_first_event_from_v10_rejected_outside_users(rv, content):
+    if "notifications" in content:
+        content = {"events": content["notifications"]}  # the same 9.2 check
+    assert_forbidden(power_levels(rv, **content), without_power_levels(rv), rv)
+
+
+@pytest.mark.parametrize("content", FIRST_POWER_LEVELS_OUTSIDE_USERS)
+@pytest.mark.parametrize("rv", V1_TO_V9)
+def test_power_levels_later_event_v1_to_v9_unreadable_change_rejected(rv, content):
+    # 10.3-10.5: an added or changed value that is no power level cannot be weighed against the
+    # sender's level (v1-v5 have no notifications rule, so that change is not looked at)
+    if "notifications" in content and rv.special_case_aliases_auth:
+        check(power_levels(rv, **content), room(rv), rv)
+    else:
+        assert_forbidden(power_levels(rv, **content), room(rv), rv)
+
+
+@pytest.mark.parametrize("rv", V1_TO_V9)
+def test_power_levels_later_event_v1_to_v9_unchanged_unreadable_value_allowed(rv):
+    # 10.3-10.5 weigh alterations only: a value carried over unchanged is not looked at
+    state = room(rv, invite="x", events={"m.room.name": "x"})
+    check(power_levels(rv, invite="x", events={"m.room.name": "x"}), state, rv)
+
+
+@pytest.mark.parametrize("rv", V1_TO_V9)
+def test_power_levels_later_event_v1_to_v9_true_is_not_one(rv):
+    # JSON true and 1 are different values: replacing one with the other is an alteration
+    state = room(rv, invite=1)
+    assert_forbidden(power_levels(rv, invite=True), state, rv)
+
+
 # --- get_power_level -------------------------------------------------------------------------
 
 
