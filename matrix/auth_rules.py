@@ -87,6 +87,18 @@ def get_join_rule(state: StateMap) -> str | None:
     return join_rule if isinstance(join_rule, str) else None
 
 
+def _join_rule_for_join(state: StateMap) -> object:
+    """The join rule the join rules weigh: any JSON value, so that unknown ones are rejected."""
+    event = state.get(JOIN_RULES_KEY)
+    content = _content(event) if event is not None else {}
+    # No join_rules event (or one without join_rule): the spec names no rule; Synapse and Ruma
+    # both treat it as "invite"
+    if "join_rule" not in content:
+        return "invite"
+    # 4.3.7 v1+: any other value, 1 and null included, is an unknown rule: "Otherwise, reject"
+    return content["join_rule"]
+
+
 def _parse_level(value: object, room_version: RoomVersion) -> int | None:
     """A power level as an int, or None when this room version does not accept the value."""
     if isinstance(value, bool):
@@ -429,8 +441,7 @@ def _check_join(
     # 4.3.3 v1+
     if membership == "ban":
         _forbid("user is banned")
-    # No join_rules event: the spec names no rule; Synapse and Ruma both treat it as "invite".
-    join_rule = get_join_rule(state) or "invite"
+    join_rule = _join_rule_for_join(state)
     # 4.3.4 v1+ invite, v7+ also knock: only invited (or already joined) users
     if join_rule == "invite" or (join_rule == "knock" and room_version.knock_join_rule):
         if membership in ("invite", "join"):

@@ -551,6 +551,35 @@ def test_join_without_join_rules_treated_as_invite():
     check(member(V10, ALICE, "join"), state, V10)
 
 
+@pytest.mark.parametrize(
+    "join_rule",
+    [
+        pytest.param(1, id="integer"),
+        pytest.param(None, id="null"),
+        pytest.param(True, id="true"),
+        pytest.param(["invite"], id="array"),
+        pytest.param("Invite", id="other-case"),
+    ],
+)
+@pytest.mark.parametrize("rv", ALL_VERSIONS)
+def test_join_unknown_join_rule_rejected_when_invited(rv, join_rule):
+    # 4.3.7 v1+ (v1-v5 5.2.6, v12 5.3.7): a join rule that is none of the known strings reaches
+    # "Otherwise, reject", even for an invited or joined user
+    invited = room(rv, "invite", member(rv, ALICE, "invite", sender=MOD))
+    invited[("m.room.join_rules", "")]["content"] = {"join_rule": join_rule}
+    assert_forbidden(member(rv, ALICE, "join"), invited, rv)
+    joined = {**invited, ("m.room.member", ALICE): member(rv, ALICE, "join")}
+    assert_forbidden(member(rv, ALICE, "join"), joined, rv)
+
+
+@pytest.mark.parametrize("rv", ALL_VERSIONS)
+def test_join_join_rules_without_join_rule_treated_as_invite(rv):
+    state = room(rv, "invite", member(rv, ALICE, "invite", sender=MOD))
+    state[("m.room.join_rules", "")]["content"] = {}
+    check(member(rv, ALICE, "join"), state, rv)
+    assert_forbidden(member(rv, BOB, "join"), state, rv)
+
+
 def test_join_private_rule_rejected():
     assert_forbidden(member(V10, ALICE, "join"), room(V10, "private"), V10)
 
