@@ -9,6 +9,11 @@ import re
 from collections.abc import Callable, Iterable, Mapping
 from typing import NoReturn, TypeGuard
 
+from nacl.exceptions import CryptoError
+from nacl.signing import VerifyKey
+from unpaddedbase64 import decode_base64
+
+from matrix.canonical import encode_canonical_json
 from matrix.errors import MatrixError
 from matrix.events import compute_event_id
 from matrix.ids import get_domain
@@ -377,10 +382,10 @@ def _check_member(
     if membership == "join":
         _check_join(event, sender, target, content, state, room_version, create)
     elif membership == "invite":
-        # 4.4.1 v1+: third-party invites need the invite's signature checked against the
-        # m.room.third_party_invite public keys, which this pure module cannot do: reject
+        # 4.4.1 v1+ (v1-v5 5.3.1, v12 5.4.1): a third-party invite is decided by its own rules
         if "third_party_invite" in content:
-            _forbid("third-party invites cannot be verified")
+            _check_third_party_invite(event, sender, target, content, target_membership, state)
+            return
         # 4.4.2 v1+
         if sender_membership != "join":
             _forbid("inviter is not joined")
@@ -420,6 +425,84 @@ def _check_member(
     else:
         # 4.8 v1+ (v1-v6 also land here for knock): unknown membership
         _forbid(f"unknown membership {membership!r}")
+
+
+def _check_third_party_invite(
+    event: JsonDict,
+    sender: str,
+    target: str,
+    content: JsonDict,
+    target_membership: str | None,
+    state: StateMap,
+) -> None:
+    # 4.4.1.1 v1+
+    if target_membership == "ban":
+        _forbid("invitee is banned")
+    third_party_invite = content["third_party_invite"]
+    signed = third_party_invite.get("signed") if isinstance(third_party_invite, dict) else None
+    # 4.4.1.2 v1+: content.third_party_invite has a signed property
+    if not isinstance(signed, dict):
+        _forbid("third_party_invite has no signed object")
+    # 4.4.1.3 v1+: signed has mxid and token
+    if "mxid" not in signed or "token" not in signed:
+        _forbid("third_party_invite.signed lacks mxid or token")
+    # 4.4.1.4 v1+
+    if signed["mxid"] != target:
+        _forbid("third_party_invite.signed.mxid is not the state key")
+    token = signed["token"]
+    invite_event = (
+        state.get(("m.room.third_party_invite", token)) if isinstance(token, str) else None
+    )
+    # 4.4.1.5 v1+: an m.room.third_party_invite with the token as state key
+    if invite_event is None:
+        _forbid("no m.room.third_party_invite for this token")
+    # 4.4.1.6 v1+: only the user who issued the third-party invite may turn it into an invite
+    if invite_event.get("sender") != sender:
+        _forbid("sender did not send the m.room.third_party_invite")
+    # 4.4.1.7 v1+: any signature in signed by any public key of the m.room.third_party_invite
+    if any(_is_signed_with(signed, key) for key in _third_party_public_keys(invite_event)):
+        return
+    # 4.4.1.8 v1+
+    _forbid("third_party_invite.signed is not signed by the invite's public keys")
+
+
+def _third_party_public_keys(invite_event: JsonDict) -> list[str]:
+    """4.4.1.7: the keys in ``public_key`` and in each ``public_keys[].public_key``."""
+    content = _content(invite_event)
+    keys = [content.get("public_key")]
+    public_keys = content.get("public_keys")
+    if isinstance(public_keys, list):
+        keys.extend(entry.get("public_key") for entry in public_keys if isinstance(entry, dict))
+    return [key for key in keys if isinstance(key, str)]
+
+
+def _is_signed_with(signed: JsonDict, public_key: str) -> bool:
+    """Whether any ed25519 signature in ``signed`` verifies with ``public_key``."""
+    try:
+        # CS m.room.third_party_invite: an Ed25519 key in unpadded base64, standard or URL-safe
+        verify_key = VerifyKey(decode_base64(public_key))
+    except (ValueError, CryptoError):
+        return False
+    signatures = signed.get("signatures")
+    if not isinstance(signatures, dict):
+        return False
+    # APPX §Checking for a Signature: strip signatures and unsigned, then canonical JSON
+    message = encode_canonical_json(
+        {key: value for key, value in signed.items() if key not in ("signatures", "unsigned")}
+    )
+    for server_signatures in signatures.values():
+        if not isinstance(server_signatures, dict):
+            continue
+        for key_id, signature in server_signatures.items():
+            # APPX §Signing JSON: ed25519 is the only algorithm a public key here can check
+            if not key_id.startswith("ed25519:") or not isinstance(signature, str):
+                continue
+            try:
+                verify_key.verify(message, decode_base64(signature))
+            except (ValueError, CryptoError):
+                continue
+            return True
+    return False
 
 
 def _check_join(
@@ -612,7 +695,9 @@ def _check_power_levels(
     # 9.3 v10+ (v1-v9 10.1): users is an object of valid user ids to integers (v1-v9: or integer
     # strings); only a missing users key means no users
     new_users = (
-        _parse_level_map(content["users"], room_version, user_ids=True) if "users" in content else {}
+        _parse_level_map(content["users"], room_version, user_ids=True)
+        if "users" in content
+        else {}
     )
     # 10.4 v12: creators have infinite power and cannot be listed
     if room_version.additional_creators and _creators(create) & new_users.keys():

@@ -4,6 +4,9 @@ import math
 from typing import Any
 
 import pytest
+from signedjson.key import decode_signing_key_base64
+from signedjson.sign import sign_json
+from unpaddedbase64 import encode_base64
 
 from matrix.auth_rules import (
     check_auth_events_selection,
@@ -673,15 +676,143 @@ def test_invite_below_invite_level_rejected():
     check(member(V10, KNOCKER, "invite", sender=MOD), state, V10)
 
 
-def test_invite_third_party_rejected_as_unverifiable():
-    invite = member(
-        V10,
-        KNOCKER,
-        "invite",
-        sender=MOD,
-        third_party_invite={"display_name": "k", "signed": {"mxid": KNOCKER, "token": "t"}},
-    )
-    assert_forbidden(invite, room(V10), V10)
+# 4.4.1 v1+ (v1-v5 5.3.1, v12 5.4.1): third-party invites. The identity server's key signs
+# content.third_party_invite.signed; its public keys are in the m.room.third_party_invite event.
+TPI_KEY = decode_signing_key_base64("ed25519", "0", encode_base64(b"\x01" * 32))
+OTHER_KEY = decode_signing_key_base64("ed25519", "0", encode_base64(b"\x02" * 32))
+TPI_PUBLIC = encode_base64(TPI_KEY.verify_key.encode())
+OTHER_PUBLIC = encode_base64(OTHER_KEY.verify_key.encode())
+TOKEN = "tok"
+
+
+def tpi_event(rv: RoomVersion, sender: str = MOD, **content: Any) -> JsonDict:
+    body = {"display_name": "k…", "key_validity_url": "https://id.test/v", **content}
+    if "public_key" not in content:
+        body["public_key"] = TPI_PUBLIC
+    return make_event(rv, "m.room.third_party_invite", sender, body, TOKEN)
+
+
+def signed_block(mxid: str = KNOCKER, token: object = TOKEN, key=TPI_KEY, **extra: Any) -> JsonDict:
+    return sign_json({"mxid": mxid, "token": token, **extra}, "id.test", key)
+
+
+def tpi_invite(rv: RoomVersion, third_party_invite: object, sender: str = MOD) -> JsonDict:
+    return member(rv, KNOCKER, "invite", sender=sender, third_party_invite=third_party_invite)
+
+
+def tpi_room(rv: RoomVersion, *events: JsonDict, **tpi_content: Any):
+    return room(rv, "invite", tpi_event(rv, **tpi_content), *events)
+
+
+@pytest.mark.parametrize("rv", ALL_VERSIONS)
+def test_invite_third_party_signed_by_public_key_allowed(rv):
+    invite = tpi_invite(rv, {"display_name": "k…", "signed": signed_block()})
+    check(invite, tpi_room(rv), rv)
+
+
+@pytest.mark.parametrize("rv", ALL_VERSIONS)
+def test_invite_third_party_signed_by_public_keys_entry_allowed(rv):
+    # 4.4.1.7.2: "A list of public keys in the public_keys property"
+    public_keys = [{"public_key": "not base64!"}, "junk", {"public_key": TPI_PUBLIC}]
+    state = tpi_room(rv, public_key=OTHER_PUBLIC, public_keys=public_keys)
+    check(tpi_invite(rv, {"signed": signed_block()}), state, rv)
+
+
+@pytest.mark.parametrize("rv", ALL_VERSIONS)
+def test_invite_third_party_url_safe_or_padded_public_key_allowed(rv):
+    # CS m.room.third_party_invite: unpadded base64, standard or URL-safe alphabet
+    key = decode_signing_key_base64("ed25519", "0", encode_base64(b"\xfb" * 32))
+    public = encode_base64(key.verify_key.encode(), urlsafe=True)
+    state = tpi_room(rv, public_key=public + "=")
+    check(tpi_invite(rv, {"signed": signed_block(key=key)}), state, rv)
+
+
+@pytest.mark.parametrize("rv", ALL_VERSIONS)
+def test_invite_third_party_skips_inviter_membership_and_level(rv):
+    # 4.4.1 allows or rejects on its own: 4.4.2-4.4.4 are not reached
+    state = tpi_room(rv, invite=100)
+    state[("m.room.member", MOD)] = member(rv, MOD, "leave")
+    check(tpi_invite(rv, {"signed": signed_block()}), state, rv)
+
+
+THIRD_PARTY_INVITE_REJECTIONS = [
+    pytest.param(lambda: None, {}, id="not-an-object"),
+    pytest.param(lambda: {"display_name": "k"}, {}, id="no-signed"),
+    pytest.param(lambda: {"signed": "junk"}, {}, id="signed-not-an-object"),
+    pytest.param(
+        lambda: {"signed": sign_json({"token": TOKEN}, "id.test", TPI_KEY)}, {}, id="no-mxid"
+    ),
+    pytest.param(
+        lambda: {"signed": sign_json({"mxid": KNOCKER}, "id.test", TPI_KEY)}, {}, id="no-token"
+    ),
+    pytest.param(lambda: {"signed": signed_block(mxid=ALICE)}, {}, id="mxid-not-state-key"),
+    pytest.param(lambda: {"signed": signed_block(token="other")}, {}, id="unknown-token"),
+    pytest.param(lambda: {"signed": signed_block(token=5)}, {}, id="token-not-a-string"),
+    pytest.param(lambda: {"signed": signed_block(key=OTHER_KEY)}, {}, id="other-key"),
+    pytest.param(lambda: {"signed": {**signed_block(), "extra": 1}}, {}, id="tampered"),
+    pytest.param(lambda: {"signed": {"mxid": KNOCKER, "token": TOKEN}}, {}, id="unsigned"),
+    pytest.param(
+        lambda: {"signed": {**signed_block(), "signatures": "junk"}}, {}, id="signatures-junk"
+    ),
+    pytest.param(
+        lambda: {"signed": {**signed_block(), "signatures": {"id.test": "junk"}}},
+        {},
+        id="server-signatures-junk",
+    ),
+    pytest.param(
+        lambda: {"signed": {**signed_block(), "signatures": {"id.test": {"ed25519:0": 5}}}},
+        {},
+        id="signature-not-a-string",
+    ),
+    pytest.param(
+        lambda: {"signed": {**signed_block(), "signatures": {"id.test": {"ed25519:0": "!!"}}}},
+        {},
+        id="signature-not-base64",
+    ),
+    pytest.param(
+        lambda: {
+            "signed": {
+                **signed_block(),
+                "signatures": {
+                    "id.test": {
+                        "curve25519:0": signed_block()["signatures"]["id.test"]["ed25519:0"]
+                    }
+                },
+            }
+        },
+        {},
+        id="not-an-ed25519-signature",
+    ),
+    pytest.param(lambda: {"signed": signed_block()}, {"public_key": "ab"}, id="short-public-key"),
+    pytest.param(lambda: {"signed": signed_block()}, {"public_key": "é"}, id="non-ascii-key"),
+    pytest.param(lambda: {"signed": signed_block()}, {"public_key": None}, id="no-public-key"),
+]
+
+
+@pytest.mark.parametrize(("third_party_invite", "tpi_content"), THIRD_PARTY_INVITE_REJECTIONS)
+@pytest.mark.parametrize("rv", [V1, V3, V7, V10, V12], ids=["v1", "v3", "v7", "v10", "v12"])
+def test_invite_third_party_rejected_when_malformed(rv, third_party_invite, tpi_content):
+    assert_forbidden(tpi_invite(rv, third_party_invite()), tpi_room(rv, **tpi_content), rv)
+
+
+@pytest.mark.parametrize("rv", ALL_VERSIONS)
+def test_invite_third_party_rejected_when_target_banned(rv):
+    # 4.4.1.1: "If target user is banned, reject"
+    state = tpi_room(rv, member(rv, KNOCKER, "ban", sender=MOD))
+    assert_forbidden(tpi_invite(rv, {"signed": signed_block()}), state, rv)
+
+
+@pytest.mark.parametrize("rv", ALL_VERSIONS)
+def test_invite_third_party_rejected_when_sender_not_invite_sender(rv):
+    # 4.4.1.6: "If sender does not match sender of the m.room.third_party_invite, reject"
+    state = tpi_room(rv, member(rv, ALICE, "join"))
+    assert_forbidden(tpi_invite(rv, {"signed": signed_block()}, sender=ALICE), state, rv)
+
+
+@pytest.mark.parametrize("rv", ALL_VERSIONS)
+def test_invite_third_party_rejected_without_third_party_invite_event(rv):
+    # 4.4.1.5: no m.room.third_party_invite with the token as state key
+    assert_forbidden(tpi_invite(rv, {"signed": signed_block()}), room(rv, "invite"), rv)
 
 
 # --- m.room.member: leave and kick -----------------------------------------------------------
@@ -1248,6 +1379,19 @@ def test_auth_event_keys_message(rv):
 def test_auth_event_keys_kick_has_both_members_no_join_rules():
     keys = get_auth_event_keys(member(V10, ALICE, "leave", sender=MOD), V10)
     assert keys == [CREATE_K, PL_K, ("m.room.member", MOD), ("m.room.member", ALICE)]
+
+
+@pytest.mark.parametrize("rv", ALL_VERSIONS)
+def test_auth_event_keys_third_party_invite_selected(rv):
+    # SS §Auth events selection: "the current m.room.third_party_invite event with state_key
+    # matching content.third_party_invite.signed.token, if any"
+    invite = tpi_invite(rv, {"signed": signed_block()})
+    assert ("m.room.third_party_invite", TOKEN) in get_auth_event_keys(invite, rv)
+    state = tpi_room(rv)
+    auth_events = [state[key] for key in get_auth_event_keys(invite, rv) if key in state]
+    check_auth_events_selection(invite, auth_events, rv)
+    create = make_create(rv)
+    check(invite, state_of(*auth_events), rv, create_event=create)
 
 
 def test_auth_event_keys_invite_with_third_party_token():
