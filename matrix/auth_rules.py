@@ -9,7 +9,13 @@ import re
 from collections.abc import Callable, Iterable, Mapping
 from typing import NoReturn, TypeGuard
 
+from nacl.exceptions import CryptoError
+from nacl.signing import VerifyKey
+from unpaddedbase64 import decode_base64
+
+from matrix.canonical import encode_canonical_json
 from matrix.errors import MatrixError
+from matrix.events import compute_event_id
 from matrix.ids import get_domain
 from matrix.room_versions import KNOWN_ROOM_VERSIONS, EventIdFormat, RoomVersion
 from matrix.types import JsonDict
@@ -34,8 +40,9 @@ _LEVEL_DEFAULTS: dict[str, int] = {
 
 # frag/v1-stringy-power-levels: optional whitespace, one optional sign, base-10 digits.
 _STRINGY_LEVEL = re.compile(r"\s*[+-]?[0-9]+\s*", re.ASCII)
-# APPX §User Identifiers: historical localparts allow printable ASCII except ':'.
-_USER_LOCALPART = re.compile(r"[\x21-\x39\x3b-\x7e]+")
+# APPX §Historical User IDs (v1.14): localparts of any non-surrogate code points except ':' and
+# NUL, control characters and the empty string included, are accepted over federation.
+_USER_LOCALPART = re.compile("[^:\x00\ud800-\udfff]*")
 # APPX §Server Name: IPv4 / DNS name or bracketed IPv6, with an optional port.
 _SERVER_NAME = re.compile(r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+)(:[0-9]{1,5})?")
 
@@ -61,9 +68,10 @@ def _is_user_id(value: object) -> TypeGuard[str]:
         return False
     localpart, server_name = value[1:].split(":", 1)
     return (
-        len(value.encode("utf-8")) <= 255
-        and _USER_LOCALPART.fullmatch(localpart) is not None
+        _USER_LOCALPART.fullmatch(localpart) is not None
         and _SERVER_NAME.fullmatch(server_name) is not None
+        # APPX §User Identifiers: at most 255 bytes (checked once no surrogate is left)
+        and len(value.encode("utf-8")) <= 255
     )
 
 
@@ -82,6 +90,18 @@ def get_join_rule(state: StateMap) -> str | None:
         return None
     join_rule = _content(event).get("join_rule")
     return join_rule if isinstance(join_rule, str) else None
+
+
+def _join_rule_for_join(state: StateMap) -> object:
+    """The join rule the join rules weigh: any JSON value, so that unknown ones are rejected."""
+    event = state.get(JOIN_RULES_KEY)
+    content = _content(event) if event is not None else {}
+    # No join_rules event (or one without join_rule): the spec names no rule; Synapse and Ruma
+    # both treat it as "invite"
+    if "join_rule" not in content:
+        return "invite"
+    # 4.3.7 v1+: any other value, 1 and null included, is an unknown rule: "Otherwise, reject"
+    return content["join_rule"]
 
 
 def _parse_level(value: object, room_version: RoomVersion) -> int | None:
@@ -362,10 +382,10 @@ def _check_member(
     if membership == "join":
         _check_join(event, sender, target, content, state, room_version, create)
     elif membership == "invite":
-        # 4.4.1 v1+: third-party invites need the invite's signature checked against the
-        # m.room.third_party_invite public keys, which this pure module cannot do: reject
+        # 4.4.1 v1+ (v1-v5 5.3.1, v12 5.4.1): a third-party invite is decided by its own rules
         if "third_party_invite" in content:
-            _forbid("third-party invites cannot be verified")
+            _check_third_party_invite(event, sender, target, content, target_membership, state)
+            return
         # 4.4.2 v1+
         if sender_membership != "join":
             _forbid("inviter is not joined")
@@ -407,6 +427,84 @@ def _check_member(
         _forbid(f"unknown membership {membership!r}")
 
 
+def _check_third_party_invite(
+    event: JsonDict,
+    sender: str,
+    target: str,
+    content: JsonDict,
+    target_membership: str | None,
+    state: StateMap,
+) -> None:
+    # 4.4.1.1 v1+
+    if target_membership == "ban":
+        _forbid("invitee is banned")
+    third_party_invite = content["third_party_invite"]
+    signed = third_party_invite.get("signed") if isinstance(third_party_invite, dict) else None
+    # 4.4.1.2 v1+: content.third_party_invite has a signed property
+    if not isinstance(signed, dict):
+        _forbid("third_party_invite has no signed object")
+    # 4.4.1.3 v1+: signed has mxid and token
+    if "mxid" not in signed or "token" not in signed:
+        _forbid("third_party_invite.signed lacks mxid or token")
+    # 4.4.1.4 v1+
+    if signed["mxid"] != target:
+        _forbid("third_party_invite.signed.mxid is not the state key")
+    token = signed["token"]
+    invite_event = (
+        state.get(("m.room.third_party_invite", token)) if isinstance(token, str) else None
+    )
+    # 4.4.1.5 v1+: an m.room.third_party_invite with the token as state key
+    if invite_event is None:
+        _forbid("no m.room.third_party_invite for this token")
+    # 4.4.1.6 v1+: only the user who issued the third-party invite may turn it into an invite
+    if invite_event.get("sender") != sender:
+        _forbid("sender did not send the m.room.third_party_invite")
+    # 4.4.1.7 v1+: any signature in signed by any public key of the m.room.third_party_invite
+    if any(_is_signed_with(signed, key) for key in _third_party_public_keys(invite_event)):
+        return
+    # 4.4.1.8 v1+
+    _forbid("third_party_invite.signed is not signed by the invite's public keys")
+
+
+def _third_party_public_keys(invite_event: JsonDict) -> list[str]:
+    """4.4.1.7: the keys in ``public_key`` and in each ``public_keys[].public_key``."""
+    content = _content(invite_event)
+    keys = [content.get("public_key")]
+    public_keys = content.get("public_keys")
+    if isinstance(public_keys, list):
+        keys.extend(entry.get("public_key") for entry in public_keys if isinstance(entry, dict))
+    return [key for key in keys if isinstance(key, str)]
+
+
+def _is_signed_with(signed: JsonDict, public_key: str) -> bool:
+    """Whether any ed25519 signature in ``signed`` verifies with ``public_key``."""
+    try:
+        # CS m.room.third_party_invite: an Ed25519 key in unpadded base64, standard or URL-safe
+        verify_key = VerifyKey(decode_base64(public_key))
+    except (ValueError, CryptoError):
+        return False
+    signatures = signed.get("signatures")
+    if not isinstance(signatures, dict):
+        return False
+    # APPX §Checking for a Signature: strip signatures and unsigned, then canonical JSON
+    message = encode_canonical_json(
+        {key: value for key, value in signed.items() if key not in ("signatures", "unsigned")}
+    )
+    for server_signatures in signatures.values():
+        if not isinstance(server_signatures, dict):
+            continue
+        for key_id, signature in server_signatures.items():
+            # APPX §Signing JSON: ed25519 is the only algorithm a public key here can check
+            if not key_id.startswith("ed25519:") or not isinstance(signature, str):
+                continue
+            try:
+                verify_key.verify(message, decode_base64(signature))
+            except (ValueError, CryptoError):
+                continue
+            return True
+    return False
+
+
 def _check_join(
     event: JsonDict,
     sender: str,
@@ -417,7 +515,7 @@ def _check_join(
     create: JsonDict,
 ) -> None:
     # 4.3.1 v1+: the creator's own first join, right after the create event
-    if _is_creator_first_join(event, target, state, room_version, create):
+    if _is_creator_first_join(event, target, room_version, create):
         return
     # 4.3.2 v1+
     if sender != target:
@@ -426,8 +524,7 @@ def _check_join(
     # 4.3.3 v1+
     if membership == "ban":
         _forbid("user is banned")
-    # No join_rules event: the spec names no rule; Synapse and Ruma both treat it as "invite".
-    join_rule = get_join_rule(state) or "invite"
+    join_rule = _join_rule_for_join(state)
     # 4.3.4 v1+ invite, v7+ also knock: only invited (or already joined) users
     if join_rule == "invite" or (join_rule == "knock" and room_version.knock_join_rule):
         if membership in ("invite", "join"):
@@ -458,25 +555,38 @@ def _check_join(
 
 
 def _is_creator_first_join(
-    event: JsonDict, target: str, state: StateMap, room_version: RoomVersion, create: JsonDict
+    event: JsonDict, target: str, room_version: RoomVersion, create: JsonDict
 ) -> bool:
     """4.3.1: "the only previous event is an m.room.create and the state_key is the creator".
 
-    Without event ids in hand, "only previous event is the create" means exactly one prev_event
-    and nothing in the state but the create event; in v12 the create event's id is also known
-    from the room id, so the prev_event is compared with it.
+    The rule looks at the event's prev_events, not at the auth state: exactly one prev_event,
+    and it is the create event's id.
     """
     prev_events = event.get("prev_events")
     if not isinstance(prev_events, list) or len(prev_events) != 1:
         return False
-    if any(key != CREATE_KEY for key in state):
-        return False
-    # v12: the create event's id is the room id with the "$" sigil
-    if room_version.room_id_from_create_event:
-        room_id = event.get("room_id")
-        if not isinstance(room_id, str) or prev_events[0] != "$" + room_id[1:]:
+    prev_event = prev_events[0]
+    if room_version.event_id_format is EventIdFormat.V1:
+        # rooms/v1 §Event format: v1/v2 prev_events are [event_id, hashes] pairs
+        if not isinstance(prev_event, list) or len(prev_event) != 2:
             return False
+        prev_event = prev_event[0]
+    if prev_event != _create_event_id(event, room_version, create):
+        return False
     return target == _creator(create, room_version)
+
+
+def _create_event_id(event: JsonDict, room_version: RoomVersion, create: JsonDict) -> str | None:
+    """The create event's id: v12 from the room id, v3-v11 computed, v1-v2 its event_id field."""
+    if room_version.room_id_from_create_event:
+        # rooms/v12: the room id is the create event's id with the "!" sigil instead of "$"
+        room_id = event.get("room_id")
+        return "$" + room_id[1:] if isinstance(room_id, str) else None
+    try:
+        # rooms/v1: the PDU's event_id; rooms/v3, frag/v4-event-ids: its reference hash
+        return compute_event_id(create, room_version)
+    except MatrixError:
+        return None  # a v1/v2 create event without an event_id has no id to compare with
 
 
 def _check_knock(
@@ -517,9 +627,11 @@ def _required_level(
 def _parse_level_map(
     value: object, room_version: RoomVersion, *, user_ids: bool = False
 ) -> dict[str, int]:
-    """A new power_levels map (events, notifications, users), or M_FORBIDDEN if malformed."""
-    if value is None:
-        return {}
+    """A new power_levels map (events, notifications, users) that is present, or M_FORBIDDEN.
+
+    Only a missing key means an empty map; a present null is "not an object" like any other
+    non-object, and is rejected.
+    """
     if not isinstance(value, dict):
         _forbid("power level map is not an object")
     levels: dict[str, int] = {}
@@ -533,12 +645,30 @@ def _parse_level_map(
     return levels
 
 
-def _lenient_level_map(value: object, room_version: RoomVersion) -> dict[str, int]:
-    """An existing power_levels map; entries this room version cannot read are skipped."""
-    if not isinstance(value, dict):
-        return {}
-    levels = {key: _parse_level(raw, room_version) for key, raw in value.items()}
-    return {key: level for key, level in levels.items() if level is not None}
+def _same_json(old: object, new: object) -> bool:
+    """Whether two JSON scalars are the same value (``true`` is not ``1``, ``1.0`` is not ``1``)."""
+    return type(old) is type(new) and old == new
+
+
+def _changed_level(
+    old_container: JsonDict, new_container: JsonDict, key: str, room_version: RoomVersion
+) -> tuple[int | None, int | None] | None:
+    """(old, new) levels when ``key`` is added, changed or removed; None when it is not.
+
+    An old value this room version cannot read counts as no level. A new value it cannot read
+    is rejected: no rule could weigh it against the sender's level (v10+ rejected it before).
+    """
+    old_raw, new_raw = old_container.get(key), new_container.get(key)
+    if (key in old_container) == (key in new_container) and _same_json(old_raw, new_raw):
+        return None
+    old = _parse_level(old_raw, room_version)
+    new = None
+    if key in new_container:
+        new = _parse_level(new_raw, room_version)
+        if new is None:
+            _forbid(f"power level {key!r} is not a power level")
+    # v1-v9: "50" and 50 are the same level, so no alteration
+    return None if old == new else (old, new)
 
 
 def _check_power_levels(
@@ -550,47 +680,62 @@ def _check_power_levels(
     create: JsonDict,
 ) -> None:
     content = _content(event)
-    new_levels: dict[str, int] = {}
-    for key in _LEVEL_DEFAULTS:
-        if key in content:
-            level = _parse_level(content[key], room_version)
-            # 9.1 v10+: integers only; v1-v9 accept integer strings, and anything that does not
-            # parse is rejected as Synapse does
-            if level is None:
-                _forbid(f"power level {key!r} is not an integer")
-            new_levels[key] = level
     # v6+ also guards "notifications" (rooms/v6); v1-v5 ignore it
     map_keys = ["events"] if room_version.special_case_aliases_auth else ["events", "notifications"]
-    # 9.2 v10+ (v1-v9 through string parsing): events/notifications hold integer levels
-    new_maps = {key: _parse_level_map(content.get(key), room_version) for key in map_keys}
-    # 9.3 v1+: users maps valid user ids to integers (v1-v9: or integer strings)
-    new_users = _parse_level_map(content.get("users"), room_version, user_ids=True)
+    if room_version.integer_only_power_levels:
+        # 9.1 v10+: users_default, events_default, state_default, ban, redact, kick and invite,
+        # when present, are integers
+        for key in _LEVEL_DEFAULTS:
+            if key in content and _parse_level(content[key], room_version) is None:
+                _forbid(f"power level {key!r} is not an integer")
+        # 9.2 v10+: events and notifications, when present, are objects of integers
+        for key in map_keys:
+            if key in content:
+                _parse_level_map(content[key], room_version)
+    # 9.3 v10+ (v1-v9 10.1): users is an object of valid user ids to integers (v1-v9: or integer
+    # strings); only a missing users key means no users
+    new_users = (
+        _parse_level_map(content["users"], room_version, user_ids=True)
+        if "users" in content
+        else {}
+    )
     # 10.4 v12: creators have infinite power and cannot be listed
     if room_version.additional_creators and _creators(create) & new_users.keys():
         _forbid("room creators cannot appear in users")
     old_content = _power_levels_content(state)
-    # 9.4 v1+ (v12 10.5): the first power_levels event is allowed
+    # 9.4 v10+ (v1-v9 10.2, v12 10.5): "If there is no previous m.room.power_levels event in the
+    # room, allow"; v1-v9 check nothing but users before this point
     if old_content is None:
         return
-    # 9.5 v1+: top-level levels the sender changes must be within reach, before and after
+    # 9.5 v1+ (v1-v9 10.3): top-level levels the sender changes must be within reach, before and
+    # after
     for key in _LEVEL_DEFAULTS:
-        old = _parse_level(old_content.get(key), room_version)
-        new = new_levels.get(key)
-        if old != new and _exceeds((old, new), sender_level):
+        change = _changed_level(old_content, content, key, room_version)
+        if change is not None and _exceeds(change, sender_level):
             _forbid(f"sender cannot change {key!r}")
-    # 9.6 / 9.7 v1+ (notifications v6+): the same for each events / notifications entry
+    # 9.6 / 9.7 v1+ (v1-v9 10.4 / 10.5, notifications v6+): the same for each events /
+    # notifications entry
     for key in map_keys:
-        old_map = _lenient_level_map(old_content.get(key), room_version)
-        new_map = new_maps[key]
+        old_map = old_content.get(key)
+        old_map = old_map if isinstance(old_map, dict) else {}
+        if key not in content:
+            new_map: JsonDict = {}
+        elif isinstance(content[key], dict):
+            new_map = content[key]
+        else:
+            # v1-v9 (v10+ rejected it at 9.2): a map that is no object has no entries to weigh
+            _forbid(f"power level map {key!r} is not an object")
         for entry in sorted(old_map.keys() | new_map.keys()):
-            old, new = old_map.get(entry), new_map.get(entry)
-            if old != new and _exceeds((old, new), sender_level):
+            change = _changed_level(old_map, new_map, entry, room_version)
+            if change is not None and _exceeds(change, sender_level):
                 _forbid(f"sender cannot change {key}[{entry!r}]")
-    old_users = _lenient_level_map(old_content.get("users"), room_version)
+    old_users = old_content.get("users")
+    old_users = old_users if isinstance(old_users, dict) else {}
     for user_id in sorted(old_users.keys() | new_users.keys()):
-        old, new = old_users.get(user_id), new_users.get(user_id)
-        if old == new:
+        change = _changed_level(old_users, new_users, user_id, room_version)
+        if change is None:
             continue
+        old, new = change
         # 9.8 v1+: another user's level can only be changed or removed if below the sender's
         if user_id != sender and old is not None and old >= sender_level:
             _forbid(f"sender cannot change the level of {user_id}")

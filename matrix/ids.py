@@ -19,6 +19,9 @@ _PORT = re.compile(r"[0-9]{1,5}")
 _STD_B64_HASH = re.compile(r"[A-Za-z0-9+/]{43}")
 _URLSAFE_B64_HASH = re.compile(r"[A-Za-z0-9_-]{43}")
 
+# APPX §Historical User IDs: surrogate code points are never part of a user id.
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
 # CS §Size limits: user, room and event ids are at most 255 bytes.
 MAX_ID_BYTES = 255
 
@@ -111,16 +114,18 @@ def _check_id_length(s: str) -> None:
 
 def parse_user_id(s: str) -> str:
     """Check that ``s`` is a user id ``@localpart:server_name`` and return it unchanged."""
+    # APPX §Historical User IDs (v1.14): servers MUST accept localparts of any non-surrogate
+    # code points except ':' and NUL, control characters and the empty string included.
+    if _SURROGATE.search(s) is not None:
+        raise _invalid("User id has a surrogate code point")
     _check_id_length(s)
     if not s.startswith("@"):
         raise _invalid("User id must start with '@'")
     localpart, sep, server_name = s[1:].partition(":")
-    if not sep or not localpart:
-        raise _invalid("User id needs a localpart and a server name")
-    # APPX §Historical User IDs: older localparts may use any printable character but ':'
-    # (Synapse tolerates them for remote users); NUL and control characters are never allowed.
-    if not localpart.isprintable():
-        raise _invalid("User id localpart has a control character")
+    if not sep:
+        raise _invalid("User id needs a server name")
+    if "\x00" in localpart:
+        raise _invalid("User id localpart has a NUL")
     parse_server_name(server_name)
     return s
 

@@ -55,12 +55,22 @@ def test_make_knock_without_ver_is_missing_param(env):
         pytest.param("!a:bad domain", None, id="room-bad-server"),
         pytest.param("!x" + "a" * 300 + ":remote.test", None, id="room-too-long"),
         pytest.param("!ok:antechamber.test", "alice", id="user-no-sigil"),
-        pytest.param("!ok:antechamber.test", "@:x.test", id="user-empty-localpart"),
         pytest.param("!ok:antechamber.test", "@a\x00b:x.test", id="user-nul"),
     ],
 )
 def test_make_knock_malformed_ids_are_invalid_param(env, room_id, user_id):
     assert_error(env.make_knock(room_id, user_id), 400, "M_INVALID_PARAM")
+
+
+@pytest.mark.parametrize("localpart", ["", "al ice", "ålice"], ids=["empty", "space", "non-ascii"])
+def test_make_knock_historical_user_id_is_templated(env, localpart):
+    # APPX §Historical User IDs (v1.14): servers MUST accept localparts of any non-surrogate code
+    # points except ':' and NUL, the empty string included (this test once pinned "@:x" as 400)
+    room_id = create_room(env.admin, "12", "knock")
+    user_id = f"@{localpart}:{env.remote.server_name}"
+    response = env.make_knock(room_id, user_id)
+    assert response.status_code == 200, response.text
+    assert response.json()["event"]["state_key"] == user_id
 
 
 # Row 4: unknown room ---------------------------------------------------------------------------

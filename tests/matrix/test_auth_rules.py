@@ -4,6 +4,9 @@ import math
 from typing import Any
 
 import pytest
+from signedjson.key import decode_signing_key_base64
+from signedjson.sign import sign_json
+from unpaddedbase64 import encode_base64
 
 from matrix.auth_rules import (
     check_auth_events_selection,
@@ -13,11 +16,13 @@ from matrix.auth_rules import (
     get_power_level,
 )
 from matrix.errors import MatrixError
+from matrix.events import compute_event_id
 from matrix.room_versions import (
     KNOWN_ROOM_VERSIONS,
     V1,
     V2,
     V3,
+    V4,
     V5,
     V6,
     V7,
@@ -26,6 +31,7 @@ from matrix.room_versions import (
     V10,
     V11,
     V12,
+    EventIdFormat,
     RoomVersion,
 )
 from matrix.types import JsonDict
@@ -82,7 +88,28 @@ def make_create(rv: RoomVersion, sender: str = CREATOR, **content: Any) -> JsonD
     event = make_event(rv, "m.room.create", sender, body, "", prev_events=[], depth=1)
     if rv.room_id_from_create_event:
         del event["room_id"]
+    if rv.event_id_format is EventIdFormat.V1:
+        event["event_id"] = f"$create:{HOME}"  # rooms/v1: the PDU carries its event id
     return event
+
+
+def reference(rv: RoomVersion, event_id: str) -> object:
+    """A prev_events entry: v1/v2 [event_id, hashes] pairs, v3+ bare event ids."""
+    if rv.event_id_format is EventIdFormat.V1:
+        return [event_id, {"sha256": "A" * 43}]
+    return event_id
+
+
+def create_id(rv: RoomVersion, create: JsonDict) -> str:
+    """The create event's id: v12 from the room id, v1/v2 its event_id, v3+ computed."""
+    return V12_CREATE_ID if rv.room_id_from_create_event else compute_event_id(create, rv)
+
+
+def first_join(rv: RoomVersion, create: JsonDict, user: str = CREATOR, **kwargs: Any) -> JsonDict:
+    """``user``'s join whose only prev_event is the create event."""
+    join = member(rv, user, "join", **kwargs)
+    join["prev_events"] = [reference(rv, create_id(rv, create))]
+    return join
 
 
 def member(rv: RoomVersion, user: str, membership: str, sender: str | None = None, **content: Any):
@@ -284,7 +311,8 @@ def test_create_v12_additional_creators_valid():
         pytest.param([ALICE, 5], id="non-string"),
         pytest.param(["alice"], id="no-sigil"),
         pytest.param(["@alice"], id="no-server"),
-        pytest.param(["@:origin.test"], id="empty-localpart"),
+        pytest.param(["@a\x00b:origin.test"], id="nul-localpart"),
+        pytest.param(["@a\ud800b:origin.test"], id="surrogate-localpart"),
         pytest.param(["@al:ice:bad server"], id="bad-server"),
         pytest.param(["@" + "a" * 250 + ":origin.test"], id="too-long"),
     ],
@@ -295,6 +323,50 @@ def test_create_v12_additional_creators_invalid_rejected(additional):
 
 def test_create_v11_ignores_additional_creators():
     check(make_create(V11, additional_creators="junk"), {}, V11)
+
+
+# APPX §Historical User IDs (v1.14): localparts of any non-surrogate code points except ':' and
+# NUL, "including other control characters and the empty string", are accepted.
+HISTORICAL_USER_IDS = [
+    pytest.param("@al ice:a.test", id="space"),
+    pytest.param("@:a.test", id="empty"),
+    pytest.param("@ålice:a.test", id="non-ascii"),
+    pytest.param("@a\tb:a.test", id="control-char"),
+    pytest.param("@" + "é" * 123 + "a:a.test", id="255-bytes"),
+]
+
+
+@pytest.mark.parametrize("user_id", HISTORICAL_USER_IDS)
+@pytest.mark.parametrize("rv", ALL_VERSIONS)
+def test_sender_historical_user_id_allowed(rv, user_id):
+    state = room(rv, "public", member(rv, user_id, "join"))
+    check(make_event(rv, "m.room.message", user_id, {"body": "hi"}), state, rv)
+    check(member(rv, user_id, "leave"), state, rv)
+
+
+@pytest.mark.parametrize("user_id", HISTORICAL_USER_IDS)
+@pytest.mark.parametrize("rv", ALL_VERSIONS)
+def test_power_levels_users_historical_user_id_allowed(rv, user_id):
+    check(power_levels(rv, users={MOD: 50, user_id: 10}), room(rv), rv)
+
+
+@pytest.mark.parametrize("user_id", HISTORICAL_USER_IDS)
+def test_create_v12_additional_creators_historical_user_id_allowed(user_id):
+    check(make_create(V12, additional_creators=[ALICE, user_id]), {}, V12)
+
+
+@pytest.mark.parametrize(
+    "sender",
+    [
+        pytest.param("creator", id="no-sigil"),
+        pytest.param("@a\x00b:origin.test", id="nul-localpart"),
+        pytest.param("@a\ud800b:origin.test", id="surrogate-localpart"),
+        pytest.param("@" + "é" * 124 + ":a.test", id="256-bytes"),
+    ],
+)
+def test_sender_invalid_user_id_rejected(sender):
+    state = room(V11, "public", member(V11, sender, "join"))
+    assert_forbidden(make_event(V11, "m.room.message", sender, {}), state, V11)
 
 
 def test_create_with_invalid_sender_rejected():
@@ -334,26 +406,86 @@ def test_m_federate_true_allows_foreign_sender():
 @pytest.mark.parametrize("rv", ALL_VERSIONS)
 def test_join_creator_first_join_allowed(rv):
     create = make_create(rv)
+    check(first_join(rv, create), state_of(create), rv, create_event=create)
+
+
+# Member rule "If the only previous event is an m.room.create and the state_key is the creator,
+# allow" looks at prev_events, whatever the auth state holds besides the create event.
+CREATOR_FIRST_JOIN_STATE = [
+    pytest.param(lambda rv: member(rv, CREATOR, "ban", sender=MOD), id="creator-banned"),
+    pytest.param(lambda rv: join_rules(rv, "invite"), id="invite-rule"),
+    pytest.param(lambda rv: join_rules(rv, "private"), id="private-rule"),
+]
+
+
+@pytest.mark.parametrize("extra", CREATOR_FIRST_JOIN_STATE)
+@pytest.mark.parametrize("rv", ALL_VERSIONS)
+def test_join_creator_first_join_allowed_when_state_has_more(rv, extra):
+    create = make_create(rv)
+    check(first_join(rv, create), state_of(create, extra(rv)), rv, create_event=create)
+
+
+@pytest.mark.parametrize("rv", ALL_VERSIONS)
+def test_join_creator_first_join_rejected_when_prev_event_not_create(rv):
+    # 4.3.1 does not apply and the join rule (none: invite) does not let the creator in
+    create = make_create(rv)
     join = member(rv, CREATOR, "join")
-    if rv.room_id_from_create_event:
-        join["prev_events"] = [V12_CREATE_ID]
-        check(join, {}, rv, create_event=create)
-    else:
-        join["prev_events"] = ["$create"]
-        check(join, state_of(create), rv)
+    join["prev_events"] = [reference(rv, f"$other:{HOME}")]
+    assert_forbidden(join, state_of(create), rv, create_event=create)
+
+
+@pytest.mark.parametrize("rv", ALL_VERSIONS)
+def test_join_creator_first_join_by_other_sender_rejected_when_prev_event_not_create(rv):
+    create = make_create(rv)
+    join = member(rv, CREATOR, "join", sender=ALICE)
+    assert_forbidden(join, state_of(create), rv, create_event=create)
+
+
+@pytest.mark.parametrize("rv", ALL_VERSIONS)
+def test_join_creator_first_join_by_other_sender_allowed_when_prev_event_is_create(rv):
+    # 4.3.1 names the state_key and the prev_events only, not the sender
+    create = make_create(rv)
+    check(first_join(rv, create, sender=ALICE), state_of(create), rv, create_event=create)
+
+
+@pytest.mark.parametrize("rv", [V1, V2], ids=["v1", "v2"])
+def test_join_creator_first_join_v1_v2_prev_event_must_be_a_pair(rv):
+    # rooms/v1 §Event format: prev_events are [event_id, hashes] pairs
+    create = make_create(rv)
+    for prev_event in (create["event_id"], [create["event_id"]], {"0": create["event_id"]}):
+        join = member(rv, CREATOR, "join")
+        join["prev_events"] = [prev_event]
+        assert_forbidden(join, state_of(create), rv)
+
+
+@pytest.mark.parametrize("rv", [V1, V2], ids=["v1", "v2"])
+def test_join_creator_first_join_v1_v2_create_without_event_id_rejected(rv):
+    create = make_create(rv)
+    join = first_join(rv, create)
+    del create["event_id"]
+    assert_forbidden(join, state_of(create), rv)
+
+
+@pytest.mark.parametrize("rv", [V3, V4, V11], ids=["v3", "v4", "v11"])
+def test_join_creator_first_join_compares_computed_create_id(rv):
+    # rooms/v3, frag/v4-event-ids: the id is the reference hash, so another create is another id
+    create = make_create(rv)
+    join = first_join(rv, create)
+    other = make_create(rv)
+    other["origin_server_ts"] += 1
+    assert_forbidden(join, state_of(other), rv)
 
 
 @pytest.mark.parametrize("rv", [V1, V12], ids=["v1", "v12"])
 def test_join_first_join_by_non_creator_rejected(rv):
     create = make_create(rv)
-    join = member(rv, ALICE, "join")
-    join["prev_events"] = [V12_CREATE_ID]
-    assert_forbidden(join, state_of(create), rv, create_event=create)
+    assert_forbidden(first_join(rv, create, ALICE), state_of(create), rv, create_event=create)
 
 
 def test_join_creator_first_join_needs_exactly_one_prev_event():
     create = make_create(V5)
-    for prev_events in (["$a", "$b"], "$a"):
+    only = create_id(V5, create)
+    for prev_events in ([only, only], [only, "$b"], only, []):
         join = member(V5, CREATOR, "join")
         join["prev_events"] = prev_events
         assert_forbidden(join, state_of(create), V5)
@@ -380,8 +512,8 @@ def test_join_creator_not_first_when_state_has_more():
 def test_join_v1_creator_is_content_creator_not_sender():
     create = make_create(V1)
     create["content"]["creator"] = ALICE
-    check(member(V1, ALICE, "join"), state_of(create), V1)
-    assert_forbidden(member(V1, CREATOR, "join"), state_of(create), V1)
+    check(first_join(V1, create, ALICE), state_of(create), V1)
+    assert_forbidden(first_join(V1, create), state_of(create), V1)
 
 
 @pytest.mark.parametrize("rv", ALL_VERSIONS)
@@ -420,6 +552,35 @@ def test_join_without_join_rules_treated_as_invite():
     assert_forbidden(member(V10, ALICE, "join"), room(V10, None), V10)
     state = room(V10, None, member(V10, ALICE, "invite", sender=MOD))
     check(member(V10, ALICE, "join"), state, V10)
+
+
+@pytest.mark.parametrize(
+    "join_rule",
+    [
+        pytest.param(1, id="integer"),
+        pytest.param(None, id="null"),
+        pytest.param(True, id="true"),
+        pytest.param(["invite"], id="array"),
+        pytest.param("Invite", id="other-case"),
+    ],
+)
+@pytest.mark.parametrize("rv", ALL_VERSIONS)
+def test_join_unknown_join_rule_rejected_when_invited(rv, join_rule):
+    # 4.3.7 v1+ (v1-v5 5.2.6, v12 5.3.7): a join rule that is none of the known strings reaches
+    # "Otherwise, reject", even for an invited or joined user
+    invited = room(rv, "invite", member(rv, ALICE, "invite", sender=MOD))
+    invited[("m.room.join_rules", "")]["content"] = {"join_rule": join_rule}
+    assert_forbidden(member(rv, ALICE, "join"), invited, rv)
+    joined = {**invited, ("m.room.member", ALICE): member(rv, ALICE, "join")}
+    assert_forbidden(member(rv, ALICE, "join"), joined, rv)
+
+
+@pytest.mark.parametrize("rv", ALL_VERSIONS)
+def test_join_join_rules_without_join_rule_treated_as_invite(rv):
+    state = room(rv, "invite", member(rv, ALICE, "invite", sender=MOD))
+    state[("m.room.join_rules", "")]["content"] = {}
+    check(member(rv, ALICE, "join"), state, rv)
+    assert_forbidden(member(rv, BOB, "join"), state, rv)
 
 
 def test_join_private_rule_rejected():
@@ -515,15 +676,143 @@ def test_invite_below_invite_level_rejected():
     check(member(V10, KNOCKER, "invite", sender=MOD), state, V10)
 
 
-def test_invite_third_party_rejected_as_unverifiable():
-    invite = member(
-        V10,
-        KNOCKER,
-        "invite",
-        sender=MOD,
-        third_party_invite={"display_name": "k", "signed": {"mxid": KNOCKER, "token": "t"}},
-    )
-    assert_forbidden(invite, room(V10), V10)
+# 4.4.1 v1+ (v1-v5 5.3.1, v12 5.4.1): third-party invites. The identity server's key signs
+# content.third_party_invite.signed; its public keys are in the m.room.third_party_invite event.
+TPI_KEY = decode_signing_key_base64("ed25519", "0", encode_base64(b"\x01" * 32))
+OTHER_KEY = decode_signing_key_base64("ed25519", "0", encode_base64(b"\x02" * 32))
+TPI_PUBLIC = encode_base64(TPI_KEY.verify_key.encode())
+OTHER_PUBLIC = encode_base64(OTHER_KEY.verify_key.encode())
+TOKEN = "tok"
+
+
+def tpi_event(rv: RoomVersion, sender: str = MOD, **content: Any) -> JsonDict:
+    body = {"display_name": "k…", "key_validity_url": "https://id.test/v", **content}
+    if "public_key" not in content:
+        body["public_key"] = TPI_PUBLIC
+    return make_event(rv, "m.room.third_party_invite", sender, body, TOKEN)
+
+
+def signed_block(mxid: str = KNOCKER, token: object = TOKEN, key=TPI_KEY, **extra: Any) -> JsonDict:
+    return sign_json({"mxid": mxid, "token": token, **extra}, "id.test", key)
+
+
+def tpi_invite(rv: RoomVersion, third_party_invite: object, sender: str = MOD) -> JsonDict:
+    return member(rv, KNOCKER, "invite", sender=sender, third_party_invite=third_party_invite)
+
+
+def tpi_room(rv: RoomVersion, *events: JsonDict, **tpi_content: Any):
+    return room(rv, "invite", tpi_event(rv, **tpi_content), *events)
+
+
+@pytest.mark.parametrize("rv", ALL_VERSIONS)
+def test_invite_third_party_signed_by_public_key_allowed(rv):
+    invite = tpi_invite(rv, {"display_name": "k…", "signed": signed_block()})
+    check(invite, tpi_room(rv), rv)
+
+
+@pytest.mark.parametrize("rv", ALL_VERSIONS)
+def test_invite_third_party_signed_by_public_keys_entry_allowed(rv):
+    # 4.4.1.7.2: "A list of public keys in the public_keys property"
+    public_keys = [{"public_key": "not base64!"}, "junk", {"public_key": TPI_PUBLIC}]
+    state = tpi_room(rv, public_key=OTHER_PUBLIC, public_keys=public_keys)
+    check(tpi_invite(rv, {"signed": signed_block()}), state, rv)
+
+
+@pytest.mark.parametrize("rv", ALL_VERSIONS)
+def test_invite_third_party_url_safe_or_padded_public_key_allowed(rv):
+    # CS m.room.third_party_invite: unpadded base64, standard or URL-safe alphabet
+    key = decode_signing_key_base64("ed25519", "0", encode_base64(b"\xfb" * 32))
+    public = encode_base64(key.verify_key.encode(), urlsafe=True)
+    state = tpi_room(rv, public_key=public + "=")
+    check(tpi_invite(rv, {"signed": signed_block(key=key)}), state, rv)
+
+
+@pytest.mark.parametrize("rv", ALL_VERSIONS)
+def test_invite_third_party_skips_inviter_membership_and_level(rv):
+    # 4.4.1 allows or rejects on its own: 4.4.2-4.4.4 are not reached
+    state = tpi_room(rv, invite=100)
+    state[("m.room.member", MOD)] = member(rv, MOD, "leave")
+    check(tpi_invite(rv, {"signed": signed_block()}), state, rv)
+
+
+THIRD_PARTY_INVITE_REJECTIONS = [
+    pytest.param(lambda: None, {}, id="not-an-object"),
+    pytest.param(lambda: {"display_name": "k"}, {}, id="no-signed"),
+    pytest.param(lambda: {"signed": "junk"}, {}, id="signed-not-an-object"),
+    pytest.param(
+        lambda: {"signed": sign_json({"token": TOKEN}, "id.test", TPI_KEY)}, {}, id="no-mxid"
+    ),
+    pytest.param(
+        lambda: {"signed": sign_json({"mxid": KNOCKER}, "id.test", TPI_KEY)}, {}, id="no-token"
+    ),
+    pytest.param(lambda: {"signed": signed_block(mxid=ALICE)}, {}, id="mxid-not-state-key"),
+    pytest.param(lambda: {"signed": signed_block(token="other")}, {}, id="unknown-token"),
+    pytest.param(lambda: {"signed": signed_block(token=5)}, {}, id="token-not-a-string"),
+    pytest.param(lambda: {"signed": signed_block(key=OTHER_KEY)}, {}, id="other-key"),
+    pytest.param(lambda: {"signed": {**signed_block(), "extra": 1}}, {}, id="tampered"),
+    pytest.param(lambda: {"signed": {"mxid": KNOCKER, "token": TOKEN}}, {}, id="unsigned"),
+    pytest.param(
+        lambda: {"signed": {**signed_block(), "signatures": "junk"}}, {}, id="signatures-junk"
+    ),
+    pytest.param(
+        lambda: {"signed": {**signed_block(), "signatures": {"id.test": "junk"}}},
+        {},
+        id="server-signatures-junk",
+    ),
+    pytest.param(
+        lambda: {"signed": {**signed_block(), "signatures": {"id.test": {"ed25519:0": 5}}}},
+        {},
+        id="signature-not-a-string",
+    ),
+    pytest.param(
+        lambda: {"signed": {**signed_block(), "signatures": {"id.test": {"ed25519:0": "!!"}}}},
+        {},
+        id="signature-not-base64",
+    ),
+    pytest.param(
+        lambda: {
+            "signed": {
+                **signed_block(),
+                "signatures": {
+                    "id.test": {
+                        "curve25519:0": signed_block()["signatures"]["id.test"]["ed25519:0"]
+                    }
+                },
+            }
+        },
+        {},
+        id="not-an-ed25519-signature",
+    ),
+    pytest.param(lambda: {"signed": signed_block()}, {"public_key": "ab"}, id="short-public-key"),
+    pytest.param(lambda: {"signed": signed_block()}, {"public_key": "é"}, id="non-ascii-key"),
+    pytest.param(lambda: {"signed": signed_block()}, {"public_key": None}, id="no-public-key"),
+]
+
+
+@pytest.mark.parametrize(("third_party_invite", "tpi_content"), THIRD_PARTY_INVITE_REJECTIONS)
+@pytest.mark.parametrize("rv", [V1, V3, V7, V10, V12], ids=["v1", "v3", "v7", "v10", "v12"])
+def test_invite_third_party_rejected_when_malformed(rv, third_party_invite, tpi_content):
+    assert_forbidden(tpi_invite(rv, third_party_invite()), tpi_room(rv, **tpi_content), rv)
+
+
+@pytest.mark.parametrize("rv", ALL_VERSIONS)
+def test_invite_third_party_rejected_when_target_banned(rv):
+    # 4.4.1.1: "If target user is banned, reject"
+    state = tpi_room(rv, member(rv, KNOCKER, "ban", sender=MOD))
+    assert_forbidden(tpi_invite(rv, {"signed": signed_block()}), state, rv)
+
+
+@pytest.mark.parametrize("rv", ALL_VERSIONS)
+def test_invite_third_party_rejected_when_sender_not_invite_sender(rv):
+    # 4.4.1.6: "If sender does not match sender of the m.room.third_party_invite, reject"
+    state = tpi_room(rv, member(rv, ALICE, "join"))
+    assert_forbidden(tpi_invite(rv, {"signed": signed_block()}, sender=ALICE), state, rv)
+
+
+@pytest.mark.parametrize("rv", ALL_VERSIONS)
+def test_invite_third_party_rejected_without_third_party_invite_event(rv):
+    # 4.4.1.5: no m.room.third_party_invite with the token as state key
+    assert_forbidden(tpi_invite(rv, {"signed": signed_block()}), room(rv, "invite"), rv)
 
 
 # --- m.room.member: leave and kick -----------------------------------------------------------
@@ -677,7 +966,17 @@ def test_power_levels_maps_must_be_objects(key):
     assert_forbidden(power_levels(V10, **{key: [1]}), room(V10), V10)
 
 
-@pytest.mark.parametrize("user_id", ["alice", "@alice", "@ali ce:origin.test"])
+@pytest.mark.parametrize(
+    "user_id",
+    [
+        pytest.param("alice", id="no-sigil"),
+        pytest.param("@alice", id="no-server"),
+        pytest.param("@a\x00b:origin.test", id="nul-localpart"),
+        pytest.param("@a\udc00b:origin.test", id="surrogate-localpart"),
+        pytest.param("@alice:bad server", id="bad-server"),
+        pytest.param("@" + "a" * 250 + ":origin.test", id="over-255-bytes"),
+    ],
+)
 def test_power_levels_users_keys_must_be_user_ids(user_id):
     assert_forbidden(power_levels(V10, users={user_id: 10}), room(V10), V10)
 
@@ -811,6 +1110,99 @@ def test_power_levels_unreadable_old_entries_are_ignored_v9():
     events = {"m.room.power_levels": 50, "m.room.name": "high"}
     state = room(V9, events=events, users={CREATOR: 100, MOD: "junk"})
     check(power_levels(V9, events={"m.room.power_levels": 50}, users={CREATOR: 100}), state, V9)
+
+
+V1_TO_V9 = [p for p in ALL_VERSIONS if not p.values[0].integer_only_power_levels]
+V10_ON = [p for p in ALL_VERSIONS if p.values[0].integer_only_power_levels]
+
+
+def without_power_levels(rv: RoomVersion) -> dict[tuple[str, str], JsonDict]:
+    state = room(rv)
+    del state[("m.room.power_levels", "")]
+    return state
+
+
+def power_levels_event(rv: RoomVersion, content: JsonDict) -> JsonDict:
+    return make_event(rv, "m.room.power_levels", CREATOR, content, "")
+
+
+@pytest.mark.parametrize("first", [True, False], ids=["first", "later"])
+@pytest.mark.parametrize("rv", ALL_VERSIONS)
+def test_power_levels_users_null_rejected(rv, first):
+    # 9.3 v10+ (v1-v9 10.1): "If the users property in content is not an object ... reject";
+    # null is not an object, only a missing key means no users
+    state = without_power_levels(rv) if first else room(rv)
+    assert_forbidden(power_levels_event(rv, {"users": None}), state, rv)
+
+
+@pytest.mark.parametrize("first", [True, False], ids=["first", "later"])
+@pytest.mark.parametrize("rv", ALL_VERSIONS)
+def test_power_levels_users_missing_allowed(rv, first):
+    state = without_power_levels(rv) if first else room(rv)
+    check(power_levels_event(rv, {"ban": 50}), state, rv)
+
+
+@pytest.mark.parametrize("first", [True, False], ids=["first", "later"])
+@pytest.mark.parametrize("key", ["events", "notifications"])
+@pytest.mark.parametrize("rv", V10_ON)
+def test_power_levels_events_or_notifications_null_rejected_from_v10(rv, key, first):
+    # 9.2 v10+: "If either of the properties events or notifications in content are present
+    # and not an object with values that are integers, reject"
+    state = without_power_levels(rv) if first else room(rv)
+    assert_forbidden(power_levels(rv, **{key: None}), state, rv)
+    check(power_levels(rv, **{key: {}}), state, rv)
+
+
+# v1-v9 10.1 checks users only; 10.2 "If there is no previous m.room.power_levels event in the
+# room, allow". The integer checks on the other properties are v10's 9.1 and 9.2.
+FIRST_POWER_LEVELS_OUTSIDE_USERS = [
+    pytest.param({"invite": True}, id="invite-true"),
+    pytest.param({"events": "x"}, id="events-string"),
+    pytest.param({"state_default": "5e1"}, id="state_default-exponent"),
+    pytest.param({"ban": None}, id="ban-null"),
+    pytest.param({"events": None}, id="events-null"),
+    pytest.param({"events": {"m.room.name": "x"}}, id="events-entry-string"),
+    pytest.param({"notifications": {"room": [50]}}, id="notifications-entry-array"),
+]
+
+
+@pytest.mark.parametrize("content", FIRST_POWER_LEVELS_OUTSIDE_USERS)
+@pytest.mark.parametrize("rv", V1_TO_V9)
+def test_power_levels_first_event_v1_to_v9_allowed_outside_users(rv, content):
+    check(power_levels(rv, **content), without_power_levels(rv), rv)
+
+
+@pytest.mark.parametrize("content", FIRST_POWER_LEVELS_OUTSIDE_USERS)
+@pytest.mark.parametrize("rv", V10_ON)
+def test_power_levels_first_event_from_v10_rejected_outside_users(rv, content):
+    if "notifications" in content:
+        content = {"events": content["notifications"]}  # the same 9.2 check
+    assert_forbidden(power_levels(rv, **content), without_power_levels(rv), rv)
+
+
+@pytest.mark.parametrize("content", FIRST_POWER_LEVELS_OUTSIDE_USERS)
+@pytest.mark.parametrize("rv", V1_TO_V9)
+def test_power_levels_later_event_v1_to_v9_unreadable_change_rejected(rv, content):
+    # 10.3-10.5: an added or changed value that is no power level cannot be weighed against the
+    # sender's level (v1-v5 have no notifications rule, so that change is not looked at)
+    if "notifications" in content and rv.special_case_aliases_auth:
+        check(power_levels(rv, **content), room(rv), rv)
+    else:
+        assert_forbidden(power_levels(rv, **content), room(rv), rv)
+
+
+@pytest.mark.parametrize("rv", V1_TO_V9)
+def test_power_levels_later_event_v1_to_v9_unchanged_unreadable_value_allowed(rv):
+    # 10.3-10.5 weigh alterations only: a value carried over unchanged is not looked at
+    state = room(rv, invite="x", events={"m.room.name": "x"})
+    check(power_levels(rv, invite="x", events={"m.room.name": "x"}), state, rv)
+
+
+@pytest.mark.parametrize("rv", V1_TO_V9)
+def test_power_levels_later_event_v1_to_v9_true_is_not_one(rv):
+    # JSON true and 1 are different values: replacing one with the other is an alteration
+    state = room(rv, invite=1)
+    assert_forbidden(power_levels(rv, invite=True), state, rv)
 
 
 # --- get_power_level -------------------------------------------------------------------------
@@ -987,6 +1379,19 @@ def test_auth_event_keys_message(rv):
 def test_auth_event_keys_kick_has_both_members_no_join_rules():
     keys = get_auth_event_keys(member(V10, ALICE, "leave", sender=MOD), V10)
     assert keys == [CREATE_K, PL_K, ("m.room.member", MOD), ("m.room.member", ALICE)]
+
+
+@pytest.mark.parametrize("rv", ALL_VERSIONS)
+def test_auth_event_keys_third_party_invite_selected(rv):
+    # SS §Auth events selection: "the current m.room.third_party_invite event with state_key
+    # matching content.third_party_invite.signed.token, if any"
+    invite = tpi_invite(rv, {"signed": signed_block()})
+    assert ("m.room.third_party_invite", TOKEN) in get_auth_event_keys(invite, rv)
+    state = tpi_room(rv)
+    auth_events = [state[key] for key in get_auth_event_keys(invite, rv) if key in state]
+    check_auth_events_selection(invite, auth_events, rv)
+    create = make_create(rv)
+    check(invite, state_of(*auth_events), rv, create_event=create)
 
 
 def test_auth_event_keys_invite_with_third_party_token():

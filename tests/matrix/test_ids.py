@@ -114,6 +114,13 @@ def test_is_ip_literal_classifies_host_when_given_server_name(name: str, expecte
         pytest.param("@Alice!#~:example.org", id="historical-printable"),
         pytest.param("@bob:[::1]:8448", id="ipv6-server"),
         pytest.param("@" + "a" * (255 - len("@:example.org")) + ":example.org", id="255-bytes"),
+        # APPX §Historical User IDs (v1.14): any non-surrogate code points but ':' and NUL,
+        # "including other control characters and the empty string"
+        pytest.param("@:example.org", id="historical-empty-localpart"),
+        pytest.param("@al\nice:example.org", id="historical-control-char"),
+        pytest.param("@al ice:a.test", id="historical-space"),
+        pytest.param("@ålice:a.test", id="historical-non-ascii"),
+        pytest.param("@\U0001f408:a.test", id="historical-astral"),
     ],
 )
 def test_parse_user_id_returns_input_when_valid(user_id: str) -> None:
@@ -125,9 +132,9 @@ def test_parse_user_id_returns_input_when_valid(user_id: str) -> None:
     [
         pytest.param("alice:example.org", id="no-sigil"),
         pytest.param("@alice", id="no-server"),
-        pytest.param("@:example.org", id="empty-localpart"),
         pytest.param("@al\x00ice:example.org", id="nul"),
-        pytest.param("@al\nice:example.org", id="control-char"),
+        pytest.param("@al\ud800ice:example.org", id="surrogate"),
+        pytest.param("@\udfff:example.org:8448", id="surrogate-only"),
         pytest.param("@alice:exa mple.org", id="bad-server"),
         pytest.param("@alice:", id="empty-server"),
         pytest.param("@" + "a" * (256 - len("@:example.org")) + ":example.org", id="256-bytes"),
