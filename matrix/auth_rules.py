@@ -260,8 +260,12 @@ def check_auth_rules(
     *,
     create_event: JsonDict | None = None,
     is_signed_by: Callable[[str], bool] | None = None,
+    create_event_id: str | None = None,
 ) -> None:
     """Raise M_FORBIDDEN unless ``event`` passes the room version's auth rules on ``auth_state``.
+
+    ``create_event_id`` is the create event's id when the caller knows it from where it stored
+    the event (state resolution); otherwise the first-join rule computes it.
 
     ``auth_state`` is the event's auth events or a room state, keyed by (type, state_key). The
     create event comes from ``create_event`` or else from ``auth_state``. ``is_signed_by`` says
@@ -287,7 +291,9 @@ def check_auth_rules(
         _check_aliases(event, sender)
         return
     if event_type == "m.room.member":
-        _check_member(event, sender, auth_state, room_version, create, is_signed_by)
+        _check_member(
+            event, sender, auth_state, room_version, create, is_signed_by, create_event_id
+        )
         return
     sender_level = get_power_level(sender, auth_state, room_version, create)
     power_levels = _power_levels_content(auth_state)
@@ -357,6 +363,7 @@ def _check_member(
     room_version: RoomVersion,
     create: JsonDict,
     is_signed_by: Callable[[str], bool] | None,
+    create_event_id: str | None,
 ) -> None:
     content = _content(event)
     target = event.get("state_key")
@@ -380,7 +387,7 @@ def _check_member(
     sender_membership = _membership(state, sender)
     target_membership = _membership(state, target)
     if membership == "join":
-        _check_join(event, sender, target, content, state, room_version, create)
+        _check_join(event, sender, target, content, state, room_version, create, create_event_id)
     elif membership == "invite":
         # 4.4.1 v1+ (v1-v5 5.3.1, v12 5.4.1): a third-party invite is decided by its own rules
         if "third_party_invite" in content:
@@ -513,9 +520,10 @@ def _check_join(
     state: StateMap,
     room_version: RoomVersion,
     create: JsonDict,
+    create_event_id: str | None,
 ) -> None:
     # 4.3.1 v1+: the creator's own first join, right after the create event
-    if _is_creator_first_join(event, target, room_version, create):
+    if _is_creator_first_join(event, target, room_version, create, create_event_id):
         return
     # 4.3.2 v1+
     if sender != target:
@@ -555,7 +563,11 @@ def _check_join(
 
 
 def _is_creator_first_join(
-    event: JsonDict, target: str, room_version: RoomVersion, create: JsonDict
+    event: JsonDict,
+    target: str,
+    room_version: RoomVersion,
+    create: JsonDict,
+    create_event_id: str | None,
 ) -> bool:
     """4.3.1: "the only previous event is an m.room.create and the state_key is the creator".
 
@@ -571,7 +583,8 @@ def _is_creator_first_join(
         if not isinstance(prev_event, list) or len(prev_event) != 2:
             return False
         prev_event = prev_event[0]
-    if prev_event != _create_event_id(event, room_version, create):
+    known_id = create_event_id or _create_event_id(event, room_version, create)
+    if prev_event != known_id:
         return False
     return target == _creator(create, room_version)
 

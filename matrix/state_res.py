@@ -309,6 +309,8 @@ class _Resolver:
                     self.room_version,
                     create_event=self._create_event(event),
                     is_signed_by=_signatures_checked,
+                    # the id the create event is known by here, not recomputed from its JSON
+                    create_event_id=resolved.get(CREATE_KEY),
                 )
             except MatrixError:
                 continue  # events the auth rules reject are ignored
@@ -416,7 +418,13 @@ def _v1_allowed(
         if state_event is not None:
             auth_state[key] = state_event
     try:
-        check_auth_rules(event, auth_state, room_version, is_signed_by=_signatures_checked)
+        check_auth_rules(
+            event,
+            auth_state,
+            room_version,
+            is_signed_by=_signatures_checked,
+            create_event_id=state.get(CREATE_KEY),
+        )
     except MatrixError:
         return False
     return True
