@@ -10,15 +10,13 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import NoReturn, TypeGuard
 
 from nacl.exceptions import CryptoError
-from nacl.signing import VerifyKey
-from unpaddedbase64 import decode_base64
 
-from matrix.canonical import encode_canonical_json
 from matrix.errors import MatrixError
-from matrix.events import compute_event_id
+from matrix.events import compute_event_id, is_signed_by_any
 from matrix.ids import get_domain
 from matrix.room_versions import KNOWN_ROOM_VERSIONS, EventIdFormat, RoomVersion
 from matrix.types import JsonDict
+from matrix.xmatrix import decode_verify_key
 
 StateKey = tuple[str, str]
 StateMap = Mapping[tuple[str, str], JsonDict]
@@ -484,32 +482,21 @@ def _third_party_public_keys(invite_event: JsonDict) -> list[str]:
 
 
 def _is_signed_with(signed: JsonDict, public_key: str) -> bool:
-    """Whether any ed25519 signature in ``signed`` verifies with ``public_key``."""
+    """Whether any ed25519 signature in ``signed``, by any server and key id, verifies with
+    ``public_key`` (4.4.1.7 names no server or key id)."""
     try:
         # CS m.room.third_party_invite: an Ed25519 key in unpadded base64, standard or URL-safe
-        verify_key = VerifyKey(decode_base64(public_key))
+        verify_key = decode_verify_key("ed25519:third_party_invite", public_key)
     except (ValueError, CryptoError):
         return False
     signatures = signed.get("signatures")
     if not isinstance(signatures, dict):
         return False
-    # APPX §Checking for a Signature: strip signatures and unsigned, then canonical JSON
-    message = encode_canonical_json(
-        {key: value for key, value in signed.items() if key not in ("signatures", "unsigned")}
+    return any(
+        is_signed_by_any(signed, by_server, dict.fromkeys(by_server, verify_key))
+        for by_server in signatures.values()
+        if isinstance(by_server, dict)
     )
-    for server_signatures in signatures.values():
-        if not isinstance(server_signatures, dict):
-            continue
-        for key_id, signature in server_signatures.items():
-            # APPX §Signing JSON: ed25519 is the only algorithm a public key here can check
-            if not key_id.startswith("ed25519:") or not isinstance(signature, str):
-                continue
-            try:
-                verify_key.verify(message, decode_base64(signature))
-            except (ValueError, CryptoError):
-                continue
-            return True
-    return False
 
 
 def _check_join(

@@ -225,16 +225,29 @@ def check_event_signature(
     redacted = redact_event(event, room_version)
     signatures = redacted.get("signatures")
     server_signatures = signatures.get(server_name) if isinstance(signatures, dict) else None
-    if isinstance(server_signatures, dict):
-        message = encode_canonical_json(_strip_unsigned_and_signatures(redacted))
-        for key_id, signature_b64 in server_signatures.items():
-            # APPX §Checking for a Signature: signatures by unknown algorithms are skipped.
-            verify_key = verify_keys.get(key_id) if key_id.startswith("ed25519:") else None
-            if verify_key is None or not isinstance(signature_b64, str):
-                continue
-            try:
-                verify_key.verify(message, decode_base64(signature_b64))
-            except (ValueError, CryptoError):
-                continue
-            return
-    raise MatrixError("M_INVALID_PARAM", f"Event is not validly signed by {server_name}")
+    if not is_signed_by_any(redacted, server_signatures, verify_keys):
+        raise MatrixError("M_INVALID_PARAM", f"Event is not validly signed by {server_name}")
+
+
+def is_signed_by_any(
+    value: Mapping[str, object], signatures: object, verify_keys: Mapping[str, VerifyKey]
+) -> bool:
+    """Whether one of ``signatures`` (one server's ``{key id: unpadded base64}``) is a valid
+    signature of ``value`` by the key ``verify_keys`` holds under that key id.
+
+    APPX §Checking for a Signature: the signed bytes are the canonical JSON of ``value`` without
+    ``signatures`` and ``unsigned``; signatures by unknown algorithms are skipped.
+    """
+    if not isinstance(signatures, dict):
+        return False
+    message = encode_canonical_json(_strip_unsigned_and_signatures(value))
+    for key_id, signature_b64 in signatures.items():
+        verify_key = verify_keys.get(key_id) if key_id.startswith("ed25519:") else None
+        if verify_key is None or not isinstance(signature_b64, str):
+            continue
+        try:
+            verify_key.verify(message, decode_base64(signature_b64))
+        except (ValueError, CryptoError):
+            continue
+        return True
+    return False
