@@ -12,6 +12,7 @@ import sqlite_utils
 from canonicaljson import encode_canonical_json
 
 from db.migrations import apply_migrations
+from matrix.events import get_event_reference_ids
 from matrix.ids import get_domain
 
 JsonDict = dict[str, Any]
@@ -421,13 +422,9 @@ class Store:
 
     def _update_forward_extremities(self, room_id: str, event: JsonDict, event_id: str) -> None:
         # The new event replaces the extremities it points at (v1/v2 pairs or v3+ ids).
-        prev_ids = [
-            prev[0] if isinstance(prev, list) and prev else prev
-            for prev in event.get("prev_events") or []
-        ]
         self.conn.executemany(
             "DELETE FROM forward_extremities WHERE room_id = ? AND event_id = ?",
-            [(room_id, prev_id) for prev_id in prev_ids if isinstance(prev_id, str)],
+            [(room_id, prev_id) for prev_id in get_event_reference_ids(event.get("prev_events"))],
         )
         self.conn.execute(
             "INSERT OR IGNORE INTO forward_extremities (room_id, event_id) VALUES (?, ?)",

@@ -173,6 +173,15 @@ def compute_reference_hash(event: Mapping[str, object], room_version: RoomVersio
     return hashlib.sha256(encode_canonical_json(redacted)).digest()
 
 
+def get_event_reference_ids(refs: object) -> list[str]:
+    """The event ids of a ``prev_events`` or ``auth_events`` list: bare ids (rooms/v3+) or the
+    first of ``[event_id, {hashes}]`` pairs (rooms/v1 §Event format); anything else is skipped."""
+    if not isinstance(refs, list):
+        return []
+    ids = [ref[0] if isinstance(ref, list) and ref else ref for ref in refs]
+    return [event_id for event_id in ids if isinstance(event_id, str)]
+
+
 def compute_event_id(event: Mapping[str, object], room_version: RoomVersion) -> str:
     """The event id of ``event`` in ``room_version`` (rooms/v1, rooms/v3, frag/v4-event-ids)."""
     fmt = room_version.event_id_format

@@ -20,6 +20,7 @@ from matrix.auth_rules import (
     get_power_level,
 )
 from matrix.errors import MatrixError
+from matrix.events import get_event_reference_ids
 from matrix.room_versions import RoomVersion, StateResVersion
 from matrix.types import JsonDict
 
@@ -32,16 +33,7 @@ _K = TypeVar("_K", bound=Hashable)
 
 def get_auth_event_ids(event: Mapping[str, object]) -> list[str]:
     """The ids in ``auth_events``: bare ids (v3+) or the first of [id, hashes] pairs (v1-v2)."""
-    refs = event.get("auth_events")
-    if not isinstance(refs, list):
-        return []
-    ids: list[str] = []
-    for ref in refs:
-        if isinstance(ref, list) and ref:
-            ref = ref[0]  # rooms/v1 §Event format: [event_id, {hashes}]
-        if isinstance(ref, str):
-            ids.append(ref)
-    return ids
+    return get_event_reference_ids(event.get("auth_events"))
 
 
 def make_auth_chain_getter(get_event: GetEvent) -> GetAuthChain:
