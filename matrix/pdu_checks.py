@@ -26,8 +26,9 @@ def _is_int(value: object) -> bool:
 def check_pdu_format(event: JsonDict, room_version: RoomVersion) -> None:
     """The PDU schema of the room version (SS §Checks performed on receipt of a PDU, step 1).
 
-    Knocking exists from v7, so only the v3+ formats (event ids as strings, no event_id key)
-    reach this function.
+    Only the v3+ formats are covered (event ids as strings, no event_id key): its one caller so
+    far, the intake, receives knocks, which exist from v7. The v1/v2 format (an ``event_id`` key,
+    ``[id, hashes]`` references) must be added here before any endpoint takes v1/v2 events.
     """
     # frag/v6-canonical-json: floats and out-of-range integers are rejected (M_BAD_JSON).
     if room_version.strict_canonical_json:

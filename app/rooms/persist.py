@@ -27,15 +27,20 @@ def persist_and_fan_out(
     origin: str | None = None,
 ) -> list[bool]:
     """Store ``events`` of one room in one write transaction; once it commits, queue each newly
-    stored event for every server with a joined user in the room, but this one and ``origin``
-    (the server that sent it has it already).
+    stored event in ``outbox`` for every server with a joined user in the room before the first
+    of them, but this one and ``origin`` (the server that sent it has it already).
 
     SS §Joining Rooms (which §Knocking follows): the resident sends an event it accepted on the
-    sender's behalf to the other servers in the room. Nothing is queued for events already
-    stored, nor when the transaction rolls back.
+    sender's behalf to the other servers in the room; taking the servers from before the event
+    is Synapse's rule (a kicked user's server hears of its kick). Nothing is queued for events
+    already stored, nor when the transaction rolls back.
     """
     with store.write_transaction():
-        destinations = sorted(set(store.get_joined_servers(room_id)) - {server_name, origin})
+        destinations = (
+            sorted(set(store.get_joined_servers(room_id)) - {server_name, origin})
+            if outbox is not None
+            else []
+        )
         stored = store.persist_events(events, room_version)
         if outbox is not None and destinations:
             new = [
