@@ -1,9 +1,5 @@
 """The pure knock decisions: template building and the send_knock format and auth checks."""
 
-import pytest
-
-from matrix.errors import MatrixError
-from matrix.events import compute_event_id, sign_event
 from matrix.knock import (
     build_knock_template,
     check_make_knock_allowed,
@@ -11,35 +7,7 @@ from matrix.knock import (
 )
 from matrix.pdu_checks import check_pdu_format
 from matrix.room_versions import V6, V11
-from tests.factories import make_signing_key
-
-ORIGIN = "remote.test"
-USER = "@alice:remote.test"
-ROOM = "!room:resident.test"
-
-
-def signed_knock(room_version=V11, **changes) -> tuple[dict, str]:
-    event = {
-        "room_id": ROOM,
-        "type": "m.room.member",
-        "state_key": USER,
-        "sender": USER,
-        "origin": ORIGIN,
-        "origin_server_ts": 1000,
-        "content": {"membership": "knock"},
-        "depth": 4,
-        "prev_events": ["$" + "a" * 43],
-        "auth_events": ["$" + "b" * 43],
-    }
-    event.update(changes)
-    signed = sign_event(event, room_version, ORIGIN, make_signing_key())
-    return signed, compute_event_id(signed, room_version)
-
-
-def errcode_of(call) -> str:
-    with pytest.raises(MatrixError) as caught:
-        call()
-    return caught.value.errcode
+from tests.matrix.knock_pdus import ORIGIN, ROOM, USER, errcode_of, signed_knock
 
 
 def test_check_make_knock_allowed_order():

@@ -6,7 +6,7 @@ import pytest
 
 from matrix.pdu_checks import check_pdu_format, get_redacted_if_hash_mismatch
 from matrix.room_versions import V5, V10, V11, V12
-from tests.matrix.test_knock import errcode_of, signed_knock
+from tests.matrix.knock_pdus import errcode_of, signed_knock
 
 
 def test_check_pdu_format_lenient_versions_allow_floats():
