@@ -80,7 +80,6 @@ def create_app(
             "server_name": config.server_name,
             "signing_key": signing_key,
             "old_verify_keys": load_old_verify_keys(config.old_verify_keys_path),
-            "store": store,
             "clock": clock,
             # the X-Matrix check (app/http/auth.py) reads the keyring; handlers the resident
             "keyring": keyring,

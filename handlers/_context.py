@@ -7,7 +7,6 @@ from connexion.context import scope
 from signedjson.types import SigningKey
 
 from app.rooms import Resident
-from db.store import Store
 
 
 def _state() -> dict[str, Any]:
@@ -30,11 +29,6 @@ def signing_key() -> SigningKey:
 def old_verify_keys() -> dict[str, dict[str, Any]]:
     keys: dict[str, dict[str, Any]] = _state()["old_verify_keys"]
     return keys
-
-
-def store() -> Store:
-    value: Store = _state()["store"]
-    return value
 
 
 def now_ms() -> int:

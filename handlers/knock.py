@@ -25,8 +25,8 @@ async def make_knock(roomId: str, userId: str, ver: list[str], user: str) -> Jso
     # Path ids arrive with %2F and %25 still encoded (app/http/paths.py); decode them here.
     room_id = parse_room_id(unquote(roomId))
     user_id = parse_user_id(unquote(userId))
-    store = _context.store()
-    server_name = _context.server_name()
+    resident = _context.resident()
+    store, server_name = resident.store, resident.server_name
     room_version = hosted.load_resident_room(store, room_id, server_name)
     # The template's state and the ACL in one statement; the checks keep their order.
     found = store.get_current_state_events_with_ids(
@@ -44,7 +44,7 @@ async def make_knock(roomId: str, userId: str, ver: list[str], user: str) -> Jso
         state_event_ids={key: event_id for key, (event_id, _) in found.items()},
         prev_events=store.get_forward_extremities(room_id, MAX_TEMPLATE_PREV_EVENTS),
         origin=server_name,
-        origin_server_ts=_context.now_ms(),
+        origin_server_ts=resident.clock(),
     )
     return {"room_version": room_version.identifier, "event": event}
 
