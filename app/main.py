@@ -83,7 +83,9 @@ def create_app(
             "clock": clock,
             # the X-Matrix check (app/http/auth.py) reads the keyring; handlers the resident
             "keyring": keyring,
-            "resident": Resident(store, config.server_name, keyring, pdu_sender, clock),
+            "resident": Resident(
+                store, config.server_name, keyring, pdu_sender, clock, signing_key
+            ),
             # One bucket per origin in each worker (so N workers allow up to N times the rate).
             "rate_limiter": RateLimiter(
                 config.rc_federation_per_second, config.rc_federation_burst_count

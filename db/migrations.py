@@ -73,11 +73,24 @@ INSERT INTO room_server_joined_members (room_id, server_name, joined_count)
     GROUP BY room_id, substr(state_key, instr(state_key, ':') + 1)
 """
 
+_M004_RECEIVED_TRANSACTIONS = """
+-- SS §Transactions: the answer to each (origin, txnId) received, so a retried transaction is
+-- answered as the first time without being applied again (Synapse: received_transactions).
+CREATE TABLE received_transactions (
+    origin TEXT NOT NULL,
+    txn_id TEXT NOT NULL,
+    response_json TEXT NOT NULL,
+    received_ts INTEGER NOT NULL,
+    PRIMARY KEY (origin, txn_id)
+) WITHOUT ROWID;
+"""
+
 # (name, SQL script). Append only; never edit an applied migration.
 MIGRATIONS: list[tuple[str, str]] = [
     ("001_rooms_and_events", _M001_ROOMS_AND_EVENTS),
     ("002_server_keys", _M002_SERVER_KEYS),
     ("003_joined_members_per_server", _M003_JOINED_MEMBERS_PER_SERVER),
+    ("004_received_transactions", _M004_RECEIVED_TRANSACTIONS),
 ]
 
 

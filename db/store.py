@@ -253,6 +253,86 @@ class Store:
         ).fetchone()
         return None if row is None else _parse(row[0])
 
+    def get_state_ids_before(self, room_id: str, stream_ordering: int) -> dict[StateKey, str]:
+        """(type, state_key) -> event id of the room's state before the event stored at
+        ``stream_ordering``: the newest accepted state event per key stored before it (linear
+        history; state at every event is the shared-room issue's)."""
+        rows = self.conn.execute(
+            "SELECT type, state_key, event_id, max(stream_ordering) FROM events"
+            " WHERE room_id = ? AND state_key IS NOT NULL AND rejected = 0"
+            " AND stream_ordering < ? GROUP BY type, state_key",
+            (room_id, stream_ordering),
+        ).fetchall()
+        return {(row[0], row[1]): row[2] for row in rows}
+
+    def get_auth_chain_ids(self, event_ids: Sequence[str]) -> list[str]:
+        """Every stored event reachable from ``event_ids`` through auth_events (v1/v2 pairs or
+        v3+ ids), the events themselves excluded unless reached; oldest first."""
+        if not event_ids:
+            return []
+        marks = ",".join("?" * len(event_ids))
+        rows = self.conn.execute(
+            "WITH RECURSIVE chain(id) AS ("
+            "  SELECT CASE a.type WHEN 'array' THEN json_extract(a.value, '$[0]')"
+            "  ELSE a.value END"
+            f"  FROM events AS e, json_each(e.json, '$.auth_events') AS a"
+            f"  WHERE e.event_id IN ({marks})"
+            "  UNION"
+            "  SELECT CASE a.type WHEN 'array' THEN json_extract(a.value, '$[0]')"
+            "  ELSE a.value END"
+            "  FROM chain JOIN events AS e ON e.event_id = chain.id,"
+            "  json_each(e.json, '$.auth_events') AS a"
+            ")"
+            " SELECT e.event_id FROM chain JOIN events AS e ON e.event_id = chain.id"
+            " ORDER BY e.stream_ordering",
+            list(event_ids),
+        ).fetchall()
+        return [row[0] for row in rows]
+
+    def get_events_in_order(self, event_ids: Sequence[str]) -> list[JsonDict]:
+        """The stored PDUs among ``event_ids``, in the order given (unknown ids skipped)."""
+        found: dict[str, JsonDict] = {}
+        for start in range(0, len(event_ids), 500):
+            chunk = list(event_ids[start : start + 500])
+            marks = ",".join("?" * len(chunk))
+            rows = self.conn.execute(
+                f"SELECT event_id, json FROM events WHERE event_id IN ({marks})", chunk
+            ).fetchall()
+            found.update({row[0]: _parse(row[1]) for row in rows})
+        return [found[event_id] for event_id in event_ids if event_id in found]
+
+    def get_local_joined_members(self, room_id: str, server_name: str) -> list[str]:
+        """This server's users currently joined to the room (by user id)."""
+        rows = self.conn.execute(
+            "SELECT state_key FROM current_state WHERE room_id = ? AND type = 'm.room.member'"
+            " AND membership = 'join' AND substr(state_key, instr(state_key, ':') + 1) = ?"
+            " ORDER BY state_key",
+            (room_id, server_name),
+        ).fetchall()
+        return [row[0] for row in rows]
+
+    # Received transactions (SS §Transactions) ---------------------------------------------
+
+    def get_transaction_response(self, origin: str, txn_id: str) -> JsonDict | None:
+        """The answer given to ``origin``'s transaction ``txn_id``, when it was processed."""
+        row = self.conn.execute(
+            "SELECT response_json FROM received_transactions WHERE origin = ? AND txn_id = ?",
+            (origin, txn_id),
+        ).fetchone()
+        return None if row is None else _parse(row[0])
+
+    def store_transaction_response(
+        self, origin: str, txn_id: str, response: JsonDict, received_ts: int
+    ) -> None:
+        """Remember the answer to a transaction, so a retry is answered the same; the first
+        answer stored wins."""
+        with self.write_transaction():
+            self.conn.execute(
+                "INSERT OR IGNORE INTO received_transactions"
+                " (origin, txn_id, response_json, received_ts) VALUES (?, ?, ?, ?)",
+                (origin, txn_id, encode_canonical_json(response).decode("utf-8"), received_ts),
+            )
+
     def has_local_joined_member(self, room_id: str, server_name: str) -> bool:
         """Whether any user of ``server_name`` is currently joined (one primary-key lookup)."""
         row = self.conn.execute(

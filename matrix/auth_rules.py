@@ -129,6 +129,12 @@ def _named_level(power_levels: JsonDict | None, key: str, room_version: RoomVers
     return _LEVEL_DEFAULTS[key]
 
 
+def get_required_power_level(state: StateMap, key: str, room_version: RoomVersion) -> int:
+    """The level ``key`` (``invite``, ``kick``, ``ban``, ...) needs in ``state``'s power levels,
+    with the m.room.power_levels schema's default."""
+    return _named_level(_power_levels_content(state), key, room_version)
+
+
 def _power_levels_content(state: StateMap) -> JsonDict | None:
     event = state.get(POWER_LEVELS_KEY)
     return None if event is None else _content(event)

@@ -10,6 +10,9 @@ ERRCODE_STATUS: dict[str, int] = {
     "M_MISSING_PARAM": 400,
     "M_INVALID_PARAM": 400,
     "M_INCOMPATIBLE_ROOM_VERSION": 400,
+    # joins-v1.yaml / joins-v2.yaml 400 (v1.2): restricted joins this server cannot vouch for
+    "M_UNABLE_TO_AUTHORISE_JOIN": 400,
+    "M_UNABLE_TO_GRANT_JOIN": 400,
     "M_UNAUTHORIZED": 401,
     "M_FORBIDDEN": 403,
     "M_NOT_FOUND": 404,

@@ -4,6 +4,8 @@ Modules, each one hop from the operation that uses it:
 - ``hosted``: lookups of rooms hosted here (404s, residency, the server ACL gate, state reads);
 - ``ingest``: the one intake for every event another server sends (``accept_pdu``);
 - ``persist``: the one write step shared by received and local events (store, then fan out);
+- ``membership``: the make_/send_ join and leave handshakes a resident answers;
+- ``transactions``: inbound ``/send`` transactions, each PDU through the intake;
 - ``admin``: local events built, authorised and signed by this server (CLI, tests, bench).
 
 ``Resident`` holds the per-worker dependencies; the logic stays in module functions.
@@ -11,6 +13,8 @@ Modules, each one hop from the operation that uses it:
 
 from collections.abc import Callable
 from dataclasses import dataclass
+
+from signedjson.types import SigningKey
 
 from app.federation.keyring import Keyring
 from app.rooms.persist import PduQueue
@@ -26,3 +30,5 @@ class Resident:
     keyring: Keyring
     outbox: PduQueue
     clock: Callable[[], int]
+    # Signs what this server vouches for in a received event (a restricted join's authoriser)
+    signing_key: SigningKey

@@ -9,6 +9,7 @@ before it and the current state, then persist and fan out in one write transacti
 
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from signedjson.types import VerifyKey
 
@@ -26,6 +27,18 @@ from matrix.types import JsonDict
 logger = logging.getLogger(__name__)
 
 EndpointCheck = Callable[[JsonDict], None]
+# Adds this server's own signature to an accepted event (a restricted join it authorises).
+Countersign = Callable[[JsonDict], JsonDict]
+
+
+@dataclass(frozen=True)
+class AcceptedPdu:
+    """An event the intake accepted: as stored (redacted on a hash mismatch, countersigned),
+    and whether this call stored it (False: it was stored already)."""
+
+    event: JsonDict
+    event_id: str
+    is_new: bool
 
 
 async def accept_pdu(
@@ -37,13 +50,18 @@ async def accept_pdu(
     event_id: str,
     origin: str,
     check_endpoint: EndpointCheck,
-) -> bool:
-    """Check, authorise, store and fan out one PDU sent by ``origin``; True when newly stored,
-    False when it was stored already (nothing is written again). Raises MatrixError on refusal,
-    writing nothing.
+    countersign: Countersign | None = None,
+    fan_out: bool = True,
+) -> AcceptedPdu:
+    """Check, authorise, store and fan out one PDU sent by ``origin``. An event stored already
+    is answered again with nothing written. Raises MatrixError on refusal, writing nothing.
 
     ``check_endpoint`` holds what the endpoint adds to the generic checks (knocks.yaml's list
     for send_knock); it runs right after the format check, before any key is fetched.
+    ``countersign`` adds this server's signature before the auth checks (send_join of a
+    restricted join it authorised). ``fan_out`` is False for events a server sends in its own
+    transaction (SS §Transactions: each server sends its events to every other itself); the
+    handshakes (send_join, send_leave, send_knock) relay on the sender's behalf.
     """
     # Step 1: valid for the room version (M_BAD_JSON), then the endpoint's own rules.
     check_pdu_format(pdu, room_version)
@@ -54,6 +72,8 @@ async def accept_pdu(
     check_event_signature(pdu, room_version, sender_server, verify_keys)
     # Step 3: a content-hash mismatch keeps the redacted copy.
     event = get_redacted_if_hash_mismatch(pdu, room_version)
+    if countersign is not None:
+        event = countersign(event)
     # Every wait (key fetches) happens before the state is read: from here to the write
     # nothing yields, and the write lock is held, so no ban can land between check and store.
     is_signed_by = await _get_authoriser_check(resident, event, room_version)
@@ -65,11 +85,12 @@ async def accept_pdu(
         if rejected:
             raise MatrixError("M_FORBIDDEN", f"The event {event_id} was rejected")
         if rejected is not None:
-            return False
+            stored = store.get_event(event_id)
+            return AcceptedPdu(stored if stored is not None else event, event_id, is_new=False)
         _check_auth(store, event, room_id, room_version, is_signed_by)
         persist_and_fan_out(
             store,
-            resident.outbox,
+            resident.outbox if fan_out else None,
             [(event, event_id)],
             room_id,
             room_version.identifier,
@@ -77,7 +98,7 @@ async def accept_pdu(
             origin=origin,
         )
     logger.info("Accepted %s %s from %s in %s", event["type"], event_id, event["sender"], room_id)
-    return True
+    return AcceptedPdu(event, event_id, is_new=True)
 
 
 async def _get_event_verify_keys(
@@ -147,7 +168,8 @@ def _load_auth_events(store: Store, event: JsonDict) -> list[JsonDict]:
 def _load_state_before(
     store: Store, room_id: str, event: JsonDict, keys: list[StateKey]
 ) -> dict[StateKey, JsonDict]:
-    """The state before the event: here, the state after its newest known prev_event.
+    """The state before the event: here, the state after its newest prev_event, every one of
+    which must be known (missing events are not fetched yet: SS §Backfilling, next issue).
 
     Rooms hosted here have one resident, so their history is linear but for concurrent remote
     events built on an older template; those only add membership events of their own senders,
@@ -156,7 +178,11 @@ def _load_state_before(
     """
     newest = store.get_newest_stream_ordering(event["prev_events"])
     if newest is None:
-        raise MatrixError("M_FORBIDDEN", "The event's prev_events are not known to this server")
+        raise MatrixError(
+            "M_FORBIDDEN",
+            "The event's prev_events are not all known to this server (missing events are not "
+            "fetched)",
+        )
     state = {}
     for event_type, state_key in keys:
         found = store.get_state_event_before(room_id, event_type, state_key, newest + 1)

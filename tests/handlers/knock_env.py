@@ -1,4 +1,4 @@
-"""The make_knock / send_knock test environment: our app, its store, and a real remote."""
+"""The federation handler test environment: our app, its store, and a real remote."""
 
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -50,6 +50,19 @@ class KnockEnv:
             {"Authorization": self.remote.auth_header("GET", uri, SERVER_NAME)} if signed else {}
         )
         return self.client.get(uri, headers=headers)
+
+    def get(self, uri: str, *, remote=None):
+        """GET ``uri`` signed by ``remote`` (default: this environment's remote)."""
+        server = remote or self.remote
+        return self.client.get(
+            uri, headers={"Authorization": server.auth_header("GET", uri, SERVER_NAME)}
+        )
+
+    def put(self, uri: str, body, *, remote=None):
+        """PUT ``body`` to ``uri`` signed by ``remote`` (default: this environment's remote)."""
+        server = remote or self.remote
+        headers = {"Authorization": server.auth_header("PUT", uri, SERVER_NAME, body)}
+        return self.client.put(uri, json=body, headers=headers)
 
 
 @pytest.fixture

@@ -1,0 +1,47 @@
+"""joins-v1.yaml, joins-v2.yaml, leaving-v1.yaml, leaving-v2.yaml: joining and leaving rooms."""
+
+from urllib.parse import unquote
+
+from app.rooms import membership
+from handlers import _context
+from matrix.ids import parse_room_id, parse_user_id
+from matrix.types import JsonDict
+
+
+async def make_join(roomId: str, userId: str, ver: list[str], user: str) -> JsonDict:
+    """GET /_matrix/federation/v1/make_join/{roomId}/{userId} (joins-v1.yaml)."""
+    room_id = parse_room_id(unquote(roomId))
+    user_id = parse_user_id(unquote(userId))
+    return membership.build_make_membership_response(
+        _context.resident(), room_id, user_id, "join", user, supported_versions=ver
+    )
+
+
+async def send_join(
+    roomId: str, eventId: str, body: JsonDict, user: str, omit_members: bool = False
+) -> JsonDict:
+    """PUT /_matrix/federation/v2/send_join/{roomId}/{eventId} (joins-v2.yaml)."""
+    resident = _context.resident()
+    room_id = parse_room_id(unquote(roomId))
+    _, accepted = await membership.accept_membership_pdu(
+        resident, room_id, unquote(eventId), body, "join", user
+    )
+    return membership.build_send_join_response(resident, room_id, accepted)
+
+
+async def make_leave(roomId: str, userId: str, user: str) -> JsonDict:
+    """GET /_matrix/federation/v1/make_leave/{roomId}/{userId} (leaving-v1.yaml)."""
+    room_id = parse_room_id(unquote(roomId))
+    user_id = parse_user_id(unquote(userId))
+    return membership.build_make_membership_response(
+        _context.resident(), room_id, user_id, "leave", user
+    )
+
+
+async def send_leave(roomId: str, eventId: str, body: JsonDict, user: str) -> JsonDict:
+    """PUT /_matrix/federation/v2/send_leave/{roomId}/{eventId} (leaving-v2.yaml)."""
+    room_id = parse_room_id(unquote(roomId))
+    await membership.accept_membership_pdu(
+        _context.resident(), room_id, unquote(eventId), body, "leave", user
+    )
+    return {}
