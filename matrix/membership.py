@@ -221,7 +221,6 @@ def get_join_authoriser(
         candidates,
         key=lambda user: (-get_power_level(user, state, room_version), user),
     )
-    for user in ranked:
-        if get_power_level(user, state, room_version) >= invite:
-            return user
+    if ranked and get_power_level(ranked[0], state, room_version) >= invite:
+        return ranked[0]
     return None

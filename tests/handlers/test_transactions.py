@@ -1,0 +1,240 @@
+"""PUT /send/{txnId}: inbound transactions from a real remote, one result per PDU."""
+
+import itertools
+import time
+from urllib.parse import quote
+
+import pytest
+
+from matrix.auth_rules import get_auth_event_keys
+from matrix.events import compute_event_id, sign_event
+from matrix.room_events import build_event
+from matrix.room_versions import KNOWN_ROOM_VERSIONS
+from tests.conftest import FIXED_NOW_MS
+from tests.factories import add_member, create_room, stored_events
+from tests.handlers.knock_env import KnockEnv, assert_error
+
+_txn_ids = itertools.count()
+
+
+def remote_event(
+    env: KnockEnv,
+    room_id: str,
+    event_type: str,
+    content: dict,
+    *,
+    state_key: str | None = None,
+    sender: str | None = None,
+    prev_events: list[str] | None = None,
+    version: str = "12",
+    signing_key=None,
+) -> tuple[dict, str]:
+    """An event the remote's user builds on our room's current state and extremities."""
+    room_version = KNOWN_ROOM_VERSIONS[version]
+    sender = sender or env.user
+    skeleton = {"type": event_type, "sender": sender, "content": content}
+    if state_key is not None:
+        skeleton["state_key"] = state_key
+    found = env.store.get_current_state_events_with_ids(
+        room_id, get_auth_event_keys(skeleton, room_version)
+    )
+    extremities = env.store.get_forward_extremities(room_id)
+    event = build_event(
+        room_version,
+        room_id=room_id,
+        sender=sender,
+        type=event_type,
+        content=content,
+        state_key=state_key,
+        prev_events=prev_events if prev_events is not None else [e for e, _ in extremities],
+        auth_events=[event_id for event_id, _ in found.values()],
+        depth=max(d for _, d in extremities) + 1,
+        origin=env.remote.server_name,
+        origin_server_ts=FIXED_NOW_MS + 20,
+    )
+    signed = sign_event(
+        event, room_version, env.remote.server_name, signing_key or env.remote.signing_key
+    )
+    return signed, compute_event_id(signed, room_version)
+
+
+def send_txn(env: KnockEnv, pdus: list, edus: list | None = None, txn_id: str | None = None):
+    txn_id = txn_id or f"txn{next(_txn_ids)}"
+    body: dict = {
+        "origin": env.remote.server_name,
+        "origin_server_ts": FIXED_NOW_MS + 30,
+        "pdus": pdus,
+    }
+    if edus is not None:
+        body["edus"] = edus
+    return env.put(f"/_matrix/federation/v1/send/{quote(txn_id, safe='')}", body)
+
+
+def joined_room(env: KnockEnv, version: str = "12", join_rule: str = "knock") -> str:
+    room_id = create_room(env.admin, version, join_rule)
+    add_member(env.admin, room_id, env.user, remote=env.remote)
+    return room_id
+
+
+def message(env: KnockEnv, room_id: str, body: str = "hello", **kw) -> tuple[dict, str]:
+    return remote_event(env, room_id, "m.room.message", {"msgtype": "m.text", "body": body}, **kw)
+
+
+@pytest.mark.parametrize("version", [pytest.param(v, id=f"v{v}") for v in ("10", "12")])
+def test_send_message_from_a_joined_user_is_stored(env, version):
+    room_id = joined_room(env, version)
+    event, event_id = message(env, room_id, version=version)
+    response = send_txn(env, [event])
+    assert response.status_code == 200, response.text
+    assert response.json() == {"pdus": {event_id: {}}}
+    assert env.store.get_event(event_id) == event
+    assert env.store.get_forward_extremities(room_id)[0][0] == event_id
+
+
+def test_send_events_of_one_transaction_build_on_each_other(env):
+    room_id = joined_room(env)
+    first, first_id = message(env, room_id, "one")
+    second, second_id = message(env, room_id, "two", prev_events=[first_id])
+    response = send_txn(env, [first, second])
+    assert response.json() == {"pdus": {first_id: {}, second_id: {}}}
+    assert [e for e, _ in env.store.get_forward_extremities(room_id)] == [second_id]
+
+
+def test_send_leave_by_a_joined_user_leaves(env):
+    """Synapse sends its user's /leave through /send (lifecycle-digest §4)."""
+    room_id = joined_room(env)
+    event, event_id = remote_event(
+        env, room_id, "m.room.member", {"membership": "leave"}, state_key=env.user
+    )
+    assert send_txn(env, [event]).json() == {"pdus": {event_id: {}}}
+    member = env.store.get_current_state_event(room_id, "m.room.member", env.user)
+    assert member["content"]["membership"] == "leave"
+
+
+def test_send_message_from_a_non_member_is_refused_in_its_entry(env):
+    room_id = create_room(env.admin, "12", "knock")
+    add_member(env.admin, room_id, f"@bob:{env.remote.server_name}", remote=env.remote)
+    event, event_id = message(env, room_id)  # @alice is not joined
+    count = len(stored_events(env.store, room_id))
+    response = send_txn(env, [event])
+    assert response.status_code == 200
+    assert response.json()["pdus"][event_id]["error"].startswith("M_FORBIDDEN")
+    assert len(stored_events(env.store, room_id)) == count
+
+
+def test_send_state_change_without_power_is_refused(env):
+    room_id = joined_room(env)
+    event, event_id = remote_event(env, room_id, "m.room.name", {"name": "mine"}, state_key="")
+    assert "error" in send_txn(env, [event]).json()["pdus"][event_id]
+    assert env.store.get_current_state_event(room_id, "m.room.name", "")["content"] == {
+        "name": "Knock knock"
+    }
+
+
+def test_send_state_change_with_power_is_applied(env):
+    room_id = joined_room(env)
+    env.admin.send_state_event(
+        room_id,
+        "m.room.power_levels",
+        "",
+        {
+            **env.store.get_current_state_event(room_id, "m.room.power_levels", "")["content"],
+            "users": {env.user: 100},
+        },
+    )
+    event, event_id = remote_event(env, room_id, "m.room.name", {"name": "renamed"}, state_key="")
+    assert send_txn(env, [event]).json() == {"pdus": {event_id: {}}}
+    assert env.store.get_current_state_event(room_id, "m.room.name", "")["content"] == {
+        "name": "renamed"
+    }
+
+
+def test_send_unknown_prev_events_are_refused_in_the_entry(env):
+    room_id = joined_room(env)
+    event, event_id = message(env, room_id, prev_events=["$" + "A" * 43])
+    result = send_txn(env, [event]).json()["pdus"][event_id]
+    assert result["error"].startswith("M_FORBIDDEN")
+    assert env.store.get_event(event_id) is None
+
+
+def test_send_forged_signature_is_refused_in_the_entry(env):
+    from signedjson.key import generate_signing_key
+
+    room_id = joined_room(env)
+    event, event_id = message(env, room_id, signing_key=generate_signing_key("remote1"))
+    assert send_txn(env, [event]).json()["pdus"][event_id]["error"].startswith("M_INVALID_PARAM")
+    assert env.store.get_event(event_id) is None
+
+
+def test_send_acl_denied_origin_is_refused_per_pdu(env):
+    room_id = joined_room(env)
+    env.admin.set_server_acl(room_id, ["*"], ["127.0.0.1"])
+    event, event_id = message(env, room_id)
+    assert send_txn(env, [event]).json()["pdus"][event_id]["error"].startswith("M_FORBIDDEN")
+
+
+def test_send_pdus_of_rooms_not_resident_here_get_no_entry(env):
+    room_id = joined_room(env)
+    event, _ = message(env, room_id)
+    elsewhere = {**event, "room_id": "!elsewhere:other.example"}
+    response = send_txn(env, [elsewhere, {"room_id": 5}, {}])
+    assert response.status_code == 200
+    assert response.json() == {"pdus": {}}
+
+
+def test_send_malformed_pdu_gets_no_entry(env):
+    room_id = joined_room(env)
+    event, _ = message(env, room_id)
+    del event["depth"]
+    assert send_txn(env, [event]).json() == {"pdus": {}}
+
+
+def test_send_edus_are_accepted_and_ignored(env):
+    edus = [{"edu_type": "m.typing", "content": {"room_id": "!r:x", "typing": True}}]
+    response = send_txn(env, [], edus)
+    assert response.status_code == 200
+    assert response.json() == {"pdus": {}}
+
+
+def test_send_replayed_transaction_is_answered_as_the_first_time(env):
+    """transactions.yaml: the txnId de-duplicates; a retry changes nothing."""
+    room_id = joined_room(env)
+    event, event_id = message(env, room_id)
+    first = send_txn(env, [event], txn_id="same")
+    env.admin.ban(room_id, env.user)
+    later, later_id = message(env, room_id, "after the ban")
+    replay = send_txn(env, [later], txn_id="same")
+    assert replay.json() == first.json() == {"pdus": {event_id: {}}}
+    assert env.store.get_event(later_id) is None
+
+
+def test_send_is_not_relayed_to_the_other_servers(env, test_ca, clock):
+    """Each server sends its own events to every other (SS §Transactions)."""
+    from tests.remote import RemoteHomeserver
+
+    with RemoteHomeserver(test_ca, clock, key_version="other1") as other:
+        room_id = joined_room(env)
+        add_member(env.admin, room_id, f"@bob:{other.server_name}", remote=other)
+        event, event_id = message(env, room_id)
+        assert send_txn(env, [event]).json() == {"pdus": {event_id: {}}}
+        time.sleep(0.3)
+        assert other.transactions == []
+
+
+@pytest.mark.parametrize(
+    ("pdus", "edus"), [pytest.param(51, 0, id="51-pdus"), pytest.param(0, 101, id="101-edus")]
+)
+def test_send_too_many_pdus_or_edus_is_bad_json(env, pdus, edus):
+    """SS §Transactions: at most 50 PDUs and 100 EDUs (Synapse: 400)."""
+    room_id = joined_room(env)
+    event, _ = message(env, room_id)
+    edu = {"edu_type": "m.typing", "content": {}}
+    assert_error(send_txn(env, [event] * pdus, [edu] * edus), 400, "M_BAD_JSON")
+
+
+def test_send_unsigned_request_is_401(env):
+    response = env.client.put(
+        "/_matrix/federation/v1/send/t1",
+        json={"origin": env.remote.server_name, "origin_server_ts": 1, "pdus": []},
+    )
+    assert_error(response, 401, "M_UNAUTHORIZED")
