@@ -23,6 +23,18 @@ def _is_int(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
+# transactions.yaml: origin_server_ts is an int64 (format: int64), as every timestamp is.
+_INT64_MAX = 2**63 - 1
+
+
+def check_transaction_format(transaction: JsonDict) -> None:
+    """What the transaction schema says and JSON-schema validation leaves out: the
+    timestamp's int64 range (M_BAD_JSON)."""
+    ts = transaction.get("origin_server_ts")
+    if not _is_int(ts) or not -_INT64_MAX - 1 <= ts <= _INT64_MAX:
+        raise _bad_json("origin_server_ts must be a 64-bit integer")
+
+
 def check_pdu_format(event: JsonDict, room_version: RoomVersion) -> None:
     """The PDU schema of the room version (SS §Checks performed on receipt of a PDU, step 1).
 

@@ -89,6 +89,8 @@ def base_url(tmp_path_factory: pytest.TempPathFactory):
             store, SERVER_NAME, load_or_generate_signing_key(config.resolved_signing_key_path)
         )
         Fixtures.rooms = [create_room(admin, v, "knock") for v in ("7", "10", "11", "12")]
+        # A public room, so generated make_join/send_join cases reach the join rules too.
+        Fixtures.rooms.append(create_room(admin, "12", "public"))
         add_member(admin, Fixtures.rooms[0], f"@joined:{remote.server_name}", remote=remote)
         store.close()
         with serve_in_thread(create_app(config)) as url:

@@ -5,7 +5,7 @@ import logging
 from app.rooms import Resident, hosted, ingest
 from matrix.errors import MatrixError
 from matrix.events import compute_event_id
-from matrix.pdu_checks import check_pdu_format
+from matrix.pdu_checks import check_pdu_format, check_transaction_format
 from matrix.room_versions import RoomVersion
 from matrix.types import JsonDict
 
@@ -23,6 +23,7 @@ async def receive_transaction(
     (transactions.yaml: the txnId de-duplicates; Synapse keeps received_transactions). PDUs for
     rooms not resident here get no entry (Synapse: "Ignoring PDU for unknown room").
     """
+    check_transaction_format(body)
     store = resident.store
     replay = store.get_transaction_response(origin, txn_id)
     if replay is not None:

@@ -4,7 +4,12 @@ import copy
 
 import pytest
 
-from matrix.pdu_checks import check_pdu_format, get_redacted_if_hash_mismatch
+from matrix.errors import MatrixError
+from matrix.pdu_checks import (
+    check_pdu_format,
+    check_transaction_format,
+    get_redacted_if_hash_mismatch,
+)
 from matrix.room_versions import V5, V10, V11, V12
 from tests.matrix.knock_pdus import errcode_of, signed_knock
 
@@ -55,3 +60,25 @@ def test_redacted_copy_only_on_hash_mismatch():
     tampered["content"]["reason"] = "changed"
     redacted = get_redacted_if_hash_mismatch(tampered, V12)
     assert redacted["content"] == {"membership": "knock"}
+
+
+@pytest.mark.parametrize(
+    "ts",
+    [
+        pytest.param(2**63, id="above-int64"),
+        pytest.param(-(2**63) - 1, id="below-int64"),
+        pytest.param("1", id="string"),
+        pytest.param(True, id="bool"),
+        pytest.param(None, id="missing"),
+    ],
+)
+def test_check_transaction_format_refuses_timestamps_outside_int64(ts):
+    body = {"origin": "x", "pdus": []} if ts is None else {"origin_server_ts": ts}
+    with pytest.raises(MatrixError) as refused:
+        check_transaction_format(body)
+    assert refused.value.errcode == "M_BAD_JSON"
+
+
+def test_check_transaction_format_accepts_int64_bounds():
+    check_transaction_format({"origin_server_ts": 2**63 - 1})
+    check_transaction_format({"origin_server_ts": -(2**63)})
