@@ -31,7 +31,7 @@ def check_transaction_format(transaction: JsonDict) -> None:
     """What the transaction schema says and JSON-schema validation leaves out: the
     timestamp's int64 range (M_BAD_JSON)."""
     ts = transaction.get("origin_server_ts")
-    if not _is_int(ts) or not -_INT64_MAX - 1 <= ts <= _INT64_MAX:
+    if not isinstance(ts, int) or isinstance(ts, bool) or not -_INT64_MAX - 1 <= ts <= _INT64_MAX:
         raise _bad_json("origin_server_ts must be a 64-bit integer")
 
 
