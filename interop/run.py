@@ -35,6 +35,7 @@ import httpx
 import trustme
 
 from app.config import DEFAULT_IP_RANGE_DENYLIST
+from interop.lifecycle import lifecycle_case
 
 ROOT = Path(__file__).resolve().parent.parent
 ANTECHAMBER = ROOT / ".venv" / "bin" / "antechamber"
@@ -601,6 +602,10 @@ def run_scenario(h: Harness, only: set[str] | None) -> None:
             "banned",
             lambda: knock_case(h, "banned", "10", "knock", expect_ok=False, before_knock=ban(h)),
         ),
+        # The knock leads somewhere: accept, join, chat, deny, reject, kick, leave.
+        ("lifecycle-v10", lambda: lifecycle_case(h, "10", "knock")),
+        ("lifecycle-v12", lambda: lifecycle_case(h, "12", "knock")),
+        ("lifecycle-knock-restricted", lambda: lifecycle_case(h, "10", "knock_restricted")),
     ]
     unknown = (only or set()) - {name for name, _ in cases}
     if unknown:

@@ -1,0 +1,323 @@
+"""Interop: the knock lifecycle with a real Synapse (accept, join, chat, deny, reject, kick, leave).
+
+Each Synapse user is driven through Synapse's client API as a person would be; Antechamber is
+driven through its CLI, as its operator would. Every wait is a bounded poll. /sync is polled
+with a filter that changes on every call: Synapse 1.163.2 answers identical /sync requests from
+a cache for minutes (lifecycle-digest, "Traps").
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import json
+import secrets
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
+
+import httpx
+
+if TYPE_CHECKING:
+    from interop.run import Harness
+
+_poll = itertools.count(1)
+
+
+class Step(Exception):
+    """A step of a lifecycle case failed; the case stops there (its checks are recorded)."""
+
+
+class Lifecycle:
+    """One room's lifecycle checks against Synapse; records each check in the harness."""
+
+    def __init__(self, h: Harness, version: str, join_rule: str):
+        self.h = h
+        self.version = version
+        self.join_rule = join_rule
+        self.case = f"lifecycle v{version} {join_rule}"
+        self.room_id = ""
+
+    # ---- Synapse side ---------------------------------------------------------------------
+
+    def user(self, role: str) -> tuple[str, str]:
+        localpart = (
+            f"{role}-{self.version}-{self.join_rule.replace('_', '-')}-{secrets.token_hex(3)}"
+        )
+        return f"@{localpart}:{self.h.syn_name}", self.h.register_and_login(localpart)
+
+    def client_call(self, method: str, token: str, path: str, **kw: Any) -> httpx.Response:
+        with self.h.client(timeout=90) as client:
+            return client.request(
+                method,
+                f"{self.h.syn_url}/_matrix/client/v3{path}",
+                headers={"Authorization": f"Bearer {token}"},
+                **kw,
+            )
+
+    def sync(self, token: str) -> dict[str, Any]:
+        flt = {"room": {"timeline": {"limit": 50 + next(_poll) % 50}, "include_leave": True}}
+        response = self.client_call(
+            "GET", token, "/sync", params={"timeout": "0", "filter": json.dumps(flt)}
+        )
+        response.raise_for_status()
+        body: dict[str, Any] = response.json()
+        return body
+
+    def room_path(self, suffix: str = "") -> str:
+        return f"/rooms/{quote(self.room_id, safe='')}{suffix}"
+
+    # ---- Antechamber side -----------------------------------------------------------------
+
+    def cli_json(self, *args: str) -> Any:
+        proc = self.h.cli(*args, "--json")
+        if proc.returncode != 0:
+            raise Step(
+                f"antechamber {' '.join(args[:2])} exited {proc.returncode}: "
+                f"{(proc.stderr or proc.stdout).strip()[-300:]}"
+            )
+        return json.loads(proc.stdout) if proc.stdout.strip() else None
+
+    def membership(self, user_id: str) -> str | None:
+        listing = self.cli_json("rooms", "members", self.room_id)
+        entries = listing.get("members", listing) if isinstance(listing, dict) else listing
+        for entry in entries or []:
+            if isinstance(entry, dict) and user_id in (
+                entry.get("user_id"),
+                entry.get("user"),
+                entry.get("state_key"),
+            ):
+                value = entry.get("membership")
+                return value if isinstance(value, str) else None
+        return None
+
+    # ---- checks ---------------------------------------------------------------------------
+
+    def check(
+        self, what: str, expected: str, probe: Callable[[], tuple[bool, str]], limit: float = 20
+    ) -> None:
+        """Poll ``probe`` until it passes or ``limit`` s pass; record it; Step on failure."""
+        started = time.monotonic()
+        end = started + self.h.remaining(limit)
+        while True:
+            try:
+                ok, got = probe()
+            except (Step, httpx.HTTPError, ValueError) as exc:
+                ok, got = False, f"{type(exc).__name__}: {exc}"
+            if ok or time.monotonic() >= end:
+                break
+            time.sleep(0.5)
+        self.h.record(f"{self.case}: {what}", expected, got, started, ok)
+        if not ok:
+            raise Step(what)
+
+    def action(self, what: str, expected: str, run: Callable[[], tuple[bool, str]]) -> None:
+        self.check(what, expected, run, limit=0)
+
+    def wait_membership(self, what: str, user_id: str, membership: str) -> None:
+        def probe() -> tuple[bool, str]:
+            got = self.membership(user_id)
+            return got == membership, f"membership {got}"
+
+        self.check(what, f"rooms members: {membership}", probe)
+
+    def knock(self, token: str) -> tuple[bool, str]:
+        response = self.client_call(
+            "POST",
+            token,
+            f"/knock/{quote(self.room_id, safe='')}",
+            params={"via": self.h.ante_name},
+            json={"reason": "interop lifecycle"},
+        )
+        return response.status_code == 200, _describe(response)
+
+    def cli_ok(self, *args: str) -> tuple[bool, str]:
+        proc = self.h.cli(*args)
+        out = (proc.stdout or proc.stderr).strip()[-200:]
+        return proc.returncode == 0, f"exit {proc.returncode}: {out}"
+
+    def in_sync(self, token: str, section: str) -> tuple[bool, str]:
+        rooms = self.sync(token).get("rooms", {})
+        found = [
+            name
+            for name in ("invite", "join", "leave", "knock")
+            if self.room_id in rooms.get(name, {})
+        ]
+        return section in found, f"room under rooms.{found}"
+
+    def timeline_has(self, token: str, match: Callable[[dict[str, Any]], bool]) -> tuple[bool, str]:
+        room = self.sync(token).get("rooms", {}).get("join", {}).get(self.room_id, {})
+        events = [
+            *room.get("timeline", {}).get("events", []),
+            *room.get("state", {}).get("events", []),
+        ]
+        hit = next((e for e in events if match(e)), None)
+        return hit is not None, (
+            json.dumps({k: hit.get(k) for k in ("type", "sender", "content")})[:200]
+            if hit
+            else f"{len(events)} events, none matching"
+        )
+
+    # ---- the scenario ---------------------------------------------------------------------
+
+    def run(self) -> None:
+        h = self.h
+        self.room_id = h.create_room(self.version, self.join_rule)
+        alice, alice_token = self.user("alice")
+        # 1. knock, accept, invite seen, join through Synapse, joined here.
+        self.action("alice knocks", "200", lambda: self.knock(alice_token))
+        self.action(
+            "rooms accept",
+            "exit 0",
+            lambda: self.cli_ok("rooms", "accept", self.room_id, alice, "--reason", "welcome"),
+        )
+        self.check(
+            "alice's /sync shows the invite",
+            "rooms.invite",
+            lambda: self.in_sync(alice_token, "invite"),
+        )
+
+        def join(token: str) -> tuple[bool, str]:
+            response = self.client_call(
+                "POST",
+                token,
+                f"/join/{quote(self.room_id, safe='')}",
+                params={"server_name": h.ante_name},
+                json={},
+            )
+            return response.status_code == 200, _describe(response)
+
+        self.action("alice joins through synapse", "200", lambda: join(alice_token))
+        self.wait_membership("alice joined here", alice, "join")
+        # 2. a message from Synapse reaches the timeline.
+        text = f"hello from synapse {secrets.token_hex(4)}"
+
+        def send_message() -> tuple[bool, str]:
+            response = self.client_call(
+                "PUT",
+                alice_token,
+                self.room_path(f"/send/m.room.message/{secrets.token_hex(6)}"),
+                json={"msgtype": "m.text", "body": text},
+            )
+            return response.status_code == 200, _describe(response)
+
+        self.action("alice sends a message", "200", send_message)
+
+        def in_timeline() -> tuple[bool, str]:
+            listing = self.cli_json("rooms", "timeline", self.room_id, "--limit", "50")
+            return text in json.dumps(listing), "found" if text in json.dumps(
+                listing
+            ) else "not yet"
+
+        self.check("rooms timeline has it", text, in_timeline)
+        # 3. the operator's message and a state change reach Synapse.
+        note = f"operator says hi {secrets.token_hex(4)}"
+        self.action(
+            "rooms message", "exit 0", lambda: self.cli_ok("rooms", "message", self.room_id, note)
+        )
+        self.check(
+            "alice's /sync has the operator's message",
+            note,
+            lambda: self.timeline_has(
+                alice_token, lambda e: e.get("content", {}).get("body") == note
+            ),
+        )
+        self.action(
+            "rooms join-rule invite",
+            "exit 0",
+            lambda: self.cli_ok("rooms", "join-rule", self.room_id, "invite"),
+        )
+        self.check(
+            "alice's /sync has the join rule change",
+            "m.room.join_rules invite",
+            lambda: self.timeline_has(
+                alice_token,
+                lambda e: (
+                    e.get("type") == "m.room.join_rules"
+                    and e.get("content", {}).get("join_rule") == "invite"
+                ),
+            ),
+        )
+        self.action(
+            f"rooms join-rule {self.join_rule}",
+            "exit 0",
+            lambda: self.cli_ok("rooms", "join-rule", self.room_id, self.join_rule),
+        )
+        # 4. a second user knocks and is denied; they may knock again.
+        bob, bob_token = self.user("bob")
+        self.action("bob knocks", "200", lambda: self.knock(bob_token))
+        self.action(
+            "rooms deny",
+            "exit 0",
+            lambda: self.cli_ok("rooms", "deny", self.room_id, bob, "--reason", "not today"),
+        )
+        self.wait_membership("bob denied", bob, "leave")
+        self.action("bob knocks again", "200", lambda: self.knock(bob_token))
+        # 5. a third user is invited and rejects the invite through Synapse.
+        carol, carol_token = self.user("carol")
+        self.action(
+            "rooms invite carol",
+            "exit 0",
+            lambda: self.cli_ok("rooms", "invite", self.room_id, carol),
+        )
+        self.check(
+            "carol's /sync shows the invite",
+            "rooms.invite",
+            lambda: self.in_sync(carol_token, "invite"),
+        )
+
+        def reject() -> tuple[bool, str]:
+            response = self.client_call("POST", carol_token, self.room_path("/leave"), json={})
+            return response.status_code == 200, _describe(response)
+
+        self.action("carol rejects it through synapse", "200", reject)
+        self.wait_membership("carol's rejection arrived", carol, "leave")
+        # 6. kick alice; a joined user leaving by themselves arrives through /send.
+        dave, dave_token = self.user("dave")
+        self.action(
+            "rooms invite dave",
+            "exit 0",
+            lambda: self.cli_ok("rooms", "invite", self.room_id, dave),
+        )
+        self.check(
+            "dave's /sync shows the invite",
+            "rooms.invite",
+            lambda: self.in_sync(dave_token, "invite"),
+        )
+        self.action("dave joins through synapse", "200", lambda: join(dave_token))
+        self.wait_membership("dave joined here", dave, "join")
+        self.action(
+            "rooms kick alice",
+            "exit 0",
+            lambda: self.cli_ok("rooms", "kick", self.room_id, alice, "--reason", "bye"),
+        )
+        self.wait_membership("alice kicked here", alice, "leave")
+        self.check(
+            "alice's /sync shows the room left",
+            "rooms.leave",
+            lambda: self.in_sync(alice_token, "leave"),
+        )
+
+        def leave() -> tuple[bool, str]:
+            response = self.client_call("POST", dave_token, self.room_path("/leave"), json={})
+            return response.status_code == 200, _describe(response)
+
+        self.action("dave leaves through synapse", "200", leave)
+        self.wait_membership("dave's leave arrived through /send", dave, "leave")
+
+
+def _describe(response: httpx.Response) -> str:
+    try:
+        body = response.json()
+    except ValueError:
+        return f"{response.status_code} {response.text[:200]!r}"
+    if isinstance(body, dict) and "errcode" in body:
+        return f"{response.status_code} {body['errcode']}: {str(body.get('error', ''))[:200]}"
+    return f"{response.status_code} {json.dumps(body)[:200]}"
+
+
+def lifecycle_case(h: Harness, version: str, join_rule: str) -> None:
+    # A failed step was recorded by its check; the case stops there.
+    with contextlib.suppress(Step):
+        Lifecycle(h, version, join_rule).run()
