@@ -311,6 +311,29 @@ class Store:
         ).fetchall()
         return [row[0] for row in rows]
 
+    def get_accepted_event_with_position(self, event_id: str) -> tuple[str, int, JsonDict] | None:
+        """(room id, stream ordering, PDU) of a stored event that was not rejected, or None."""
+        row = self.conn.execute(
+            "SELECT room_id, stream_ordering, json FROM events WHERE event_id = ? AND rejected = 0",
+            (event_id,),
+        ).fetchone()
+        return None if row is None else (row[0], int(row[1]), _parse(row[2]))
+
+    def get_server_memberships_at(
+        self, room_id: str, server_name: str, stream_ordering: int
+    ) -> list[str]:
+        """The memberships of ``server_name``'s users in the room's state just after the event
+        stored at ``stream_ordering`` (the newest accepted member event per user up to it)."""
+        rows = self.conn.execute(
+            "SELECT json_extract(json, '$.content.membership'), max(stream_ordering) FROM events"
+            " WHERE room_id = ? AND type = 'm.room.member' AND state_key IS NOT NULL"
+            " AND rejected = 0 AND stream_ordering <= ?"
+            " AND substr(state_key, instr(state_key, ':') + 1) = ?"
+            " GROUP BY state_key",
+            (room_id, stream_ordering, server_name),
+        ).fetchall()
+        return [row[0] for row in rows if isinstance(row[0], str)]
+
     # Received transactions (SS §Transactions) ---------------------------------------------
 
     def get_transaction_response(self, origin: str, txn_id: str) -> JsonDict | None:
