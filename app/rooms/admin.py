@@ -514,42 +514,11 @@ class RoomAdmin:
 
     def members(self, room_id: str) -> list[Member]:
         """Every m.room.member event in current state, by user id."""
-        self._room_version(room_id)
-        return [
-            Member(
-                user_id=event["state_key"],
-                membership=_string(event["content"].get("membership")),
-                reason=_optional_string(event["content"].get("reason")),
-                origin_server_ts=event["origin_server_ts"],
-                sender=event["sender"],
-                event_id=event_id,
-            )
-            for event_id, event in self.store.get_current_members(room_id)
-        ]
+        return get_members(self.store, room_id)
 
     def timeline(self, room_id: str, limit: int = 20) -> list[TimelineEntry]:
         """The newest ``limit`` events of the room in stream order, newest last."""
-        self._room_version(room_id)
-        entries = []
-        for stored in self.store.get_recent_events(room_id, limit):
-            event = stored.event
-            previous = None
-            if event["type"] == "m.room.member":
-                before = self.store.get_state_event_before(
-                    room_id, "m.room.member", event["state_key"], stored.stream_ordering
-                )
-                previous = None if before is None else before["content"].get("membership")
-            entries.append(
-                TimelineEntry(
-                    event_id=stored.event_id,
-                    origin_server_ts=event["origin_server_ts"],
-                    sender=event["sender"],
-                    type=event["type"],
-                    state_key=event.get("state_key"),
-                    summary=summarise_event(event, _optional_string(previous)),
-                )
-            )
-        return entries
+        return get_timeline(self.store, room_id, limit)
 
     # Internals ------------------------------------------------------------------------------
 
@@ -694,3 +663,45 @@ class RoomAdmin:
         if event is None:  # pragma: no cover - extremities and state point at stored events
             raise MatrixError("M_NOT_FOUND", f"unknown event {event_id}")
         return build_reference_hash(event, room_version)
+
+
+def get_members(store: Store, room_id: str) -> list[Member]:
+    """Every m.room.member event in current state, by user id (no signing key needed)."""
+    get_hosted_room_version(store, room_id)
+    return [
+        Member(
+            user_id=event["state_key"],
+            membership=_string(event["content"].get("membership")),
+            reason=_optional_string(event["content"].get("reason")),
+            origin_server_ts=event["origin_server_ts"],
+            sender=event["sender"],
+            event_id=event_id,
+        )
+        for event_id, event in store.get_current_members(room_id)
+    ]
+
+
+def get_timeline(store: Store, room_id: str, limit: int = 20) -> list[TimelineEntry]:
+    """The newest ``limit`` accepted events of the room in stream order, newest last, each
+    summarised (a membership change against the member's state before it)."""
+    get_hosted_room_version(store, room_id)
+    entries = []
+    for stored in store.get_recent_events(room_id, limit):
+        event = stored.event
+        previous = None
+        if event["type"] == "m.room.member":
+            before = store.get_state_event_before(
+                room_id, "m.room.member", event["state_key"], stored.stream_ordering
+            )
+            previous = None if before is None else before["content"].get("membership")
+        entries.append(
+            TimelineEntry(
+                event_id=stored.event_id,
+                origin_server_ts=event["origin_server_ts"],
+                sender=event["sender"],
+                type=event["type"],
+                state_key=event.get("state_key"),
+                summary=summarise_event(event, _optional_string(previous)),
+            )
+        )
+    return entries
