@@ -35,6 +35,13 @@ class StoredRoom:
     created_ts: int
 
 
+@dataclass(frozen=True)
+class StoredEvent:
+    event_id: str
+    stream_ordering: int
+    event: JsonDict
+
+
 class UnknownRoomError(LookupError):
     """An event for a room this server has no row for (its create event was never stored)."""
 
@@ -222,6 +229,27 @@ class Store:
             (room_id, membership),
         ).fetchall()
         return [_parse(row[0]) for row in rows]
+
+    def get_current_members(self, room_id: str) -> list[tuple[str, JsonDict]]:
+        """(event id, PDU) of every m.room.member event in current state, whatever the
+        membership, by user id (admin/CLI only)."""
+        rows = self.conn.execute(
+            "SELECT cs.event_id, e.json FROM current_state AS cs"
+            " JOIN events AS e ON e.event_id = cs.event_id"
+            " WHERE cs.room_id = ? AND cs.type = 'm.room.member' ORDER BY cs.state_key",
+            (room_id,),
+        ).fetchall()
+        return [(row[0], _parse(row[1])) for row in rows]
+
+    def get_recent_events(self, room_id: str, limit: int) -> list[StoredEvent]:
+        """The newest ``limit`` accepted events of a room by stream ordering, newest last
+        (admin/CLI only: it walks the stream backwards from its end)."""
+        rows = self.conn.execute(
+            "SELECT event_id, stream_ordering, json FROM events"
+            " WHERE room_id = ? AND rejected = 0 ORDER BY stream_ordering DESC LIMIT ?",
+            (room_id, max(limit, 0)),
+        ).fetchall()
+        return [StoredEvent(row[0], int(row[1]), _parse(row[2])) for row in reversed(rows)]
 
     def get_forward_extremities(
         self, room_id: str, limit: int | None = None

@@ -17,9 +17,14 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from unpaddedbase64 import encode_base64
 
+from matrix.events import sign_event
+from matrix.room_versions import KNOWN_ROOM_VERSIONS
 from matrix.server_keys import KEY_VALIDITY_MS, build_server_keys
 from matrix.xmatrix import sign_request
 from tests.live_server import serve_in_thread
+
+# What the invite endpoint does (``invite_mode``): countersign, or one fault.
+INVITE_MODES = ("ok", "forbidden", "different_event", "hang", "garbage")
 
 FAULT_MODES = (
     "ok",
@@ -82,10 +87,18 @@ class RemoteHomeserver:
         self._stack = contextlib.ExitStack()
         # Transactions sent to this server: (request target as sent, Authorization, body).
         self.transactions: list[tuple[str, str, Any]] = []
+        # Invites sent to this server: (request target as sent, Authorization, body).
+        self.invites: list[tuple[str, str, Any]] = []
+        self.invite_mode = "ok"
         self.app = Starlette(
             routes=[
                 Route("/_matrix/key/v2/server", self._keys),
                 Route("/_matrix/federation/v1/send/{txn_id}", self._send, methods=["PUT"]),
+                Route(
+                    "/_matrix/federation/v2/invite/{room_id}/{event_id}",
+                    self._invite,
+                    methods=["PUT"],
+                ),
             ]
         )
 
@@ -149,6 +162,28 @@ class RemoteHomeserver:
         body = await request.json()
         self.transactions.append((target, request.headers.get("authorization", ""), body))
         return JSONResponse({"pdus": {}}, headers={"connection": "close"})
+
+    async def _invite(self, request: Request) -> Response:
+        """invites-v2.yaml: record the request; answer the event countersigned with this
+        server's key (as Synapse does, checking nothing), or the fault ``invite_mode`` names."""
+        target = request.scope["raw_path"].decode("latin-1")
+        body = await request.json()
+        self.invites.append((target, request.headers.get("authorization", ""), body))
+        headers = {"connection": "close"}
+        mode = self.invite_mode
+        if mode == "hang":
+            await asyncio.sleep(self.hang_s)
+        if mode == "forbidden":
+            error = {"errcode": "M_FORBIDDEN", "error": "invites refused \x1b[31mhere"}
+            return JSONResponse(error, status_code=403, headers=headers)
+        if mode == "garbage":
+            return Response(b"\x00{not json", media_type="application/json", headers=headers)
+        room_version = KNOWN_ROOM_VERSIONS[body["room_version"]]
+        event = body["event"]
+        if mode == "different_event":
+            event = {**event, "content": {**event["content"], "displayname": "someone else"}}
+        signed = sign_event(event, room_version, self.server_name, self.signing_key)
+        return JSONResponse({"event": signed}, headers=headers)
 
     async def _keys(self, request: Request) -> Response:
         response = await self._key_response()

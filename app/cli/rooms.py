@@ -2,21 +2,24 @@
 
 import argparse
 import asyncio
+import dataclasses
+import datetime
 import functools
 import json
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
 from signedjson.types import SigningKey
 
-from app.cli.output import CommandError, emit
+from app.cli.output import CommandError, emit, escape_text
 from app.config import Config
 from app.federation.client import FederationClient, FederationHttp
 from app.federation.sender import CollectedPdus
-from app.rooms.admin import RoomAdmin
+from app.rooms.admin import RoomAdmin, get_members, get_timeline
 from app.rooms.hosted import get_hosted_room_version
+from app.rooms.invite import accept_knock, send_invite
 from app.signing_key import load_or_generate_signing_key
 from db.store import Store
 from matrix.errors import MatrixError
@@ -77,7 +80,8 @@ def _matrix_errors_as_one_line(func: Command) -> Command:
         try:
             return func(config, args)
         except MatrixError as exc:
-            raise CommandError(f"{exc.errcode}: {exc.message}") from None
+            # the message may quote another server's answer: one line, no terminal escapes
+            raise CommandError(escape_text(f"{exc.errcode}: {exc.message}")) from None
 
     return wrapper
 
@@ -200,6 +204,117 @@ def cmd_rooms_acl(config: Config, args: argparse.Namespace) -> int:
     return _changed(args, args.room_id, event_id)
 
 
+def _when(ts: int) -> str:
+    return datetime.datetime.fromtimestamp(ts / 1000, datetime.UTC).isoformat(timespec="seconds")
+
+
+InviteCall = Callable[..., Awaitable[str]]
+
+
+def _invite(config: Config, admin: RoomAdmin, call: InviteCall, **kwargs: Any) -> str:
+    """Run an invite (send_invite, accept_knock) with a federation client built from config."""
+
+    async def main() -> str:
+        http = FederationHttp(config)
+        try:
+            client = FederationClient(
+                config.server_name, admin.signer.signing_key, config, http=http
+            )
+            return await call(admin, client, **kwargs)
+        finally:
+            await http.aclose()
+
+    return asyncio.run(main())
+
+
+@_matrix_errors_as_one_line
+def cmd_rooms_accept(config: Config, args: argparse.Namespace) -> int:
+    with _open(config, args.room_id) as admin:
+        event_id = _invite(
+            config,
+            admin,
+            accept_knock,
+            room_id=args.room_id,
+            user_id=args.user_id,
+            reason=args.reason,
+            sender=args.sender,
+        )
+    return _changed(args, args.room_id, event_id)
+
+
+@_matrix_errors_as_one_line
+def cmd_rooms_invite(config: Config, args: argparse.Namespace) -> int:
+    with _open(config, args.room_id) as admin:
+        event_id = _invite(
+            config,
+            admin,
+            send_invite,
+            room_id=args.room_id,
+            user_id=args.user_id,
+            reason=args.reason,
+            sender=args.sender,
+        )
+    return _changed(args, args.room_id, event_id)
+
+
+@_matrix_errors_as_one_line
+def cmd_rooms_deny(config: Config, args: argparse.Namespace) -> int:
+    with _open(config, args.room_id) as admin:
+        event_id = admin.deny_knock(args.room_id, args.user_id, args.reason, args.sender)
+    return _changed(args, args.room_id, event_id)
+
+
+@_matrix_errors_as_one_line
+def cmd_rooms_kick(config: Config, args: argparse.Namespace) -> int:
+    with _open(config, args.room_id) as admin:
+        event_id = admin.kick(args.room_id, args.user_id, args.reason, args.sender)
+    return _changed(args, args.room_id, event_id)
+
+
+@_matrix_errors_as_one_line
+def cmd_rooms_message(config: Config, args: argparse.Namespace) -> int:
+    with _open(config, args.room_id) as admin:
+        event_id = admin.send_message(args.room_id, args.text, args.sender)
+    return _changed(args, args.room_id, event_id)
+
+
+@_matrix_errors_as_one_line
+def cmd_rooms_power(config: Config, args: argparse.Namespace) -> int:
+    with _open(config, args.room_id) as admin:
+        event_id = admin.set_power_level(args.room_id, args.user_id, args.level, args.sender)
+    return _changed(args, args.room_id, event_id)
+
+
+@_matrix_errors_as_one_line
+def cmd_rooms_members(config: Config, args: argparse.Namespace) -> int:
+    with _open_store(config) as store:
+        members = get_members(store, args.room_id)
+    text = "\n".join(
+        escape_text(
+            f"{m.user_id}  {m.membership}  {_when(m.origin_server_ts)}  by {m.sender}"
+            + (f"  reason: {m.reason}" if m.reason else "")
+        )
+        + f"  {m.event_id}"
+        for m in members
+    )
+    emit(args, [dataclasses.asdict(m) for m in members], text or "no members")
+    return 0
+
+
+@_matrix_errors_as_one_line
+def cmd_rooms_timeline(config: Config, args: argparse.Namespace) -> int:
+    if args.limit < 1:
+        raise MatrixError("M_INVALID_PARAM", "--limit must be at least 1")
+    with _open_store(config) as store:
+        entries = get_timeline(store, args.room_id, args.limit)
+    text = "\n".join(
+        escape_text(f"{_when(e.origin_server_ts)}  {e.sender}  {e.type}  {e.summary}")
+        for e in entries
+    )
+    emit(args, [dataclasses.asdict(e) for e in entries], text or "no events")
+    return 0
+
+
 def register(commands: Any, add: Callable[..., argparse.ArgumentParser]) -> None:
     """Add the `rooms` command group to the `antechamber` parser."""
     rooms = commands.add_parser("rooms", help="create rooms and change their state").add_subparsers(
@@ -251,6 +366,40 @@ def register(commands: Any, add: Callable[..., argparse.ArgumentParser]) -> None
     unban = add(rooms, "unban", cmd_rooms_unban, "lift a user's ban")
     unban.add_argument("room_id")
     unban.add_argument("user_id")
+
+    def membership_command(
+        name: str, func: Command, help_text: str, *, reason: bool = True
+    ) -> argparse.ArgumentParser:
+        sub = add(rooms, name, func, help_text)
+        sub.add_argument("room_id")
+        sub.add_argument("user_id")
+        if reason:
+            sub.add_argument("--reason")
+        sub.add_argument("--sender", help="a local member with the power (default: the creator)")
+        return sub
+
+    membership_command(
+        "accept", cmd_rooms_accept, "accept a pending knock: invite the knocker via its server"
+    )
+    membership_command("deny", cmd_rooms_deny, "deny a pending knock (a leave sent by the admin)")
+    membership_command(
+        "invite", cmd_rooms_invite, "invite a user of another server (its server countersigns)"
+    )
+    membership_command("kick", cmd_rooms_kick, "kick a member, withdraw an invite or deny a knock")
+    power = membership_command("power", cmd_rooms_power, "set a user's power level", reason=False)
+    power.add_argument("level", type=int)
+
+    members = add(rooms, "members", cmd_rooms_members, "every membership in current state")
+    members.add_argument("room_id")
+
+    message = add(rooms, "message", cmd_rooms_message, "post an m.room.message (m.text)")
+    message.add_argument("room_id")
+    message.add_argument("text")
+    message.add_argument("--sender", help="a local member (default: the creator)")
+
+    timeline = add(rooms, "timeline", cmd_rooms_timeline, "the newest events, newest last")
+    timeline.add_argument("room_id")
+    timeline.add_argument("--limit", type=int, default=20, help="how many (default 20)")
 
     acl = add(rooms, "acl", cmd_rooms_acl, "set the room's server ACL (m.room.server_acl)")
     acl.add_argument("room_id")

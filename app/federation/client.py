@@ -233,8 +233,11 @@ class FederationClient:
         destination: str,
         path_and_query: str,
         json_body: Any = None,
+        *,
+        max_bytes: int | None = None,
     ) -> tuple[int, Any]:
-        """Send a signed request; returns (status, parsed JSON body).
+        """Send a signed request; returns (status, parsed JSON body) of at most ``max_bytes``
+        (default MAX_RESPONSE_BYTES).
 
         ``path_and_query`` is sent and signed exactly as given, so it must already be
         percent-encoded (SS: the uri is the request target as sent).
@@ -249,5 +252,5 @@ class FederationClient:
             path_and_query,
             headers={"Authorization": authorization},
             content=content,
-            max_bytes=self.MAX_RESPONSE_BYTES,
+            max_bytes=self.MAX_RESPONSE_BYTES if max_bytes is None else max_bytes,
         )

@@ -1,6 +1,8 @@
 """Local events: create rooms and send events as this server, each authorised, signed, stored
 and handed to the fan-out."""
 
+import copy
+import json
 import logging
 import secrets
 from collections.abc import Callable, Iterable, Sequence
@@ -8,11 +10,12 @@ from dataclasses import dataclass
 
 from signedjson.types import SigningKey
 
-from app.rooms.hosted import get_hosted_room_version
+from app.rooms.hosted import get_hosted_room_version, get_state_in_order
 from app.rooms.persist import PduQueue, persist_and_fan_out
 from db.store import Store
 from matrix.auth_rules import (
     CREATE_KEY,
+    POWER_LEVELS_KEY,
     StateKey,
     check_auth_events_selection,
     check_auth_rules,
@@ -21,6 +24,7 @@ from matrix.auth_rules import (
 from matrix.errors import MatrixError
 from matrix.events import compute_event_id, compute_room_id_v12, sign_event
 from matrix.ids import get_domain, parse_user_id
+from matrix.invite import get_invite_room_state_keys
 from matrix.room_events import (
     MAX_PREV_EVENTS,
     build_create_content,
@@ -40,6 +44,104 @@ from matrix.types import JsonDict
 logger = logging.getLogger(__name__)
 
 Clock = Callable[[], int]
+
+# v6+ canonical JSON (APPX §Canonical JSON): integers in [-(2**53)+1, 2**53-1]
+MAX_SAFE_INTEGER = 2**53 - 1
+# A state event's content in a timeline summary is cut at this many characters
+SUMMARY_MAX_CHARS = 120
+
+
+@dataclass(frozen=True)
+class BuiltEvent:
+    """An event built and signed here but not stored yet (an invite awaiting its countersign)."""
+
+    room_id: str
+    room_version: RoomVersion
+    event: JsonDict
+    event_id: str
+
+
+@dataclass(frozen=True)
+class Member:
+    """One m.room.member event of current state (``rooms members``)."""
+
+    user_id: str
+    membership: str
+    reason: str | None
+    origin_server_ts: int
+    sender: str
+    event_id: str
+
+
+@dataclass(frozen=True)
+class TimelineEntry:
+    """One stored event of a room (``rooms timeline``); ``summary`` is one line of its text."""
+
+    event_id: str
+    origin_server_ts: int
+    sender: str
+    type: str
+    state_key: str | None
+    summary: str
+
+
+def _string(value: object) -> str:
+    return value if isinstance(value, str) else ""
+
+
+def _optional_string(value: object) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def summarise_event(event: JsonDict, previous_membership: str | None) -> str:
+    """One line about ``event``: a message's body, a membership change named as the
+    m.room.member schema's transition table names it, else the type and content.
+
+    The text comes from other servers: callers that print it must escape it.
+    """
+    content = event.get("content")
+    content = content if isinstance(content, dict) else {}
+    if event.get("type") == "m.room.message":
+        body = content.get("body")
+        return body if isinstance(body, str) else f"({_string(content.get('msgtype'))} message)"
+    if event.get("type") == "m.room.member":
+        return _summarise_membership(event, content, previous_membership)
+    if "state_key" in event:
+        text = json.dumps(content, sort_keys=True, ensure_ascii=False)
+        if len(text) > SUMMARY_MAX_CHARS:
+            text = text[: SUMMARY_MAX_CHARS - 1] + "…"
+        return text
+    return f"({_string(event.get('type'))})"
+
+
+def _summarise_membership(event: JsonDict, content: JsonDict, previous: str | None) -> str:
+    target = _string(event.get("state_key"))
+    membership = _string(content.get("membership"))
+    own = event.get("sender") == target
+    # m.room.member schema: the meaning of each (previous -> new membership) transition
+    if membership == "join":
+        what = "updated their profile" if previous == "join" else "joined"
+    elif membership == "invite":
+        what = f"invited {target}"
+    elif membership == "knock":
+        what = "knocked"
+    elif membership == "ban":
+        what = f"banned {target}"
+    elif membership == "leave" and own:
+        what = {"invite": "rejected the invite", "knock": "retracted the knock"}.get(
+            previous or "", "left"
+        )
+    elif membership == "leave":
+        what = {
+            "ban": f"unbanned {target}",
+            "invite": f"withdrew the invite of {target}",
+            "knock": f"denied the knock of {target}",
+        }.get(previous or "", f"kicked {target}")
+    else:
+        what = f"set the membership of {target} to {membership!r}"
+    line = f"{what} ({previous or 'none'} -> {membership})"
+    reason = content.get("reason")
+    return f"{line}, reason: {reason}" if isinstance(reason, str) and reason else line
 
 
 @dataclass(frozen=True)
@@ -232,12 +334,6 @@ class RoomAdmin:
         content = build_member_content("leave")
         return self.send_state_event(room_id, "m.room.member", target, content, sender)
 
-    def invite_user(self, room_id: str, user_id: str, sender: str | None = None) -> str:
-        content = build_member_content("invite")
-        return self.send_state_event(
-            room_id, "m.room.member", parse_user_id(user_id), content, sender
-        )
-
     def join_user(
         self,
         room_id: str,
@@ -293,18 +389,154 @@ class RoomAdmin:
             prev_events=prev_events,
         )
 
+    def invite_user(self, room_id: str, user_id: str, sender: str | None = None) -> str:
+        """Store an invite directly, without asking the invitee's server (fixtures, imports);
+        operators invite remote users through app/rooms/invite.py (send_invite)."""
+        content = build_member_content("invite")
+        return self.send_state_event(
+            room_id, "m.room.member", parse_user_id(user_id), content, sender
+        )
+
+    def check_pending_knock(self, room_id: str, user_id: str) -> str:
+        """``user_id`` parsed; M_FORBIDDEN unless its current membership is knock."""
+        target = parse_user_id(user_id)
+        if self._membership(room_id, target) != "knock":
+            raise MatrixError("M_FORBIDDEN", f"{target} has no pending knock")
+        return target
+
+    def deny_knock(
+        self, room_id: str, user_id: str, reason: str | None = None, sender: str | None = None
+    ) -> str:
+        """m.room.member schema, knock -> leave by another user: "the knock was denied"."""
+        with self.store.write_transaction():
+            target = self.check_pending_knock(room_id, user_id)
+            content = build_member_content("leave", reason)
+            return self.send_state_event(room_id, "m.room.member", target, content, sender)
+
+    def kick(
+        self, room_id: str, user_id: str, reason: str | None = None, sender: str | None = None
+    ) -> str:
+        """A leave over someone else's join, invite or knock (CS §Kicking: kick a member,
+        withdraw an invite, deny a knock); refused for any other membership."""
+        with self.store.write_transaction():
+            target = parse_user_id(user_id)
+            membership = self._membership(room_id, target)
+            if membership not in ("join", "invite", "knock"):
+                raise MatrixError(
+                    "M_FORBIDDEN", f"{target} is not joined, invited or knocking ({membership})"
+                )
+            if target == self._sender(room_id, sender):
+                # a leave of one's own is leaving, not kicking
+                raise MatrixError("M_INVALID_PARAM", "a user cannot kick itself")
+            content = build_member_content("leave", reason)
+            return self.send_state_event(room_id, "m.room.member", target, content, sender)
+
+    def set_power_level(
+        self, room_id: str, user_id: str, level: int, sender: str | None = None
+    ) -> str:
+        """m.room.power_levels with ``users[user_id] = level``, the rest of the content kept."""
+        target = parse_user_id(user_id)
+        if isinstance(level, bool) or not isinstance(level, int) or abs(level) > MAX_SAFE_INTEGER:
+            # v6+ canonical JSON: integers in [-(2**53)+1, 2**53-1]
+            raise MatrixError("M_INVALID_PARAM", f"invalid power level {level!r}")
+        with self.store.write_transaction():
+            current = self.store.get_current_state_event(room_id, *POWER_LEVELS_KEY)
+            content = copy.deepcopy(current["content"]) if current is not None else {}
+            users = content.get("users")
+            content["users"] = {**(users if isinstance(users, dict) else {}), target: level}
+            return self.send_state_event(room_id, *POWER_LEVELS_KEY, content, sender)
+
+    def send_message(self, room_id: str, body: str, sender: str | None = None) -> str:
+        """An m.room.message with msgtype m.text (CS §m.text)."""
+        return self.send_event(
+            room_id, "m.room.message", {"msgtype": "m.text", "body": body}, sender
+        )
+
+    def send_event(
+        self, room_id: str, type: str, content: JsonDict, sender: str | None = None
+    ) -> str:
+        """Send one message (non-state) event, by default as the room's creator; return its id."""
+        with self.store.write_transaction():
+            draft = self._load_draft(room_id)
+            event = self._add_to_draft(
+                draft, type, None, content, self._sender(room_id, sender), self.signer
+            )
+            self._persist([event], draft)
+        return event[1]
+
+    # Invites to other servers (app/rooms/invite.py drives them) ------------------------------
+
+    def build_invite(
+        self, room_id: str, user_id: str, reason: str | None = None, sender: str | None = None
+    ) -> BuiltEvent:
+        """An invite built, authorised against current state and signed; NOT stored.
+
+        SS §Inviting to a room: the invitee's server countersigns it before it is stored
+        (persist_built_event). Refused for users of this server: nobody could accept it here.
+        """
+        target = parse_user_id(user_id)
+        if get_domain(target) == self.server_name:
+            raise MatrixError("M_INVALID_PARAM", f"{target} is a user of this server")
+        draft = self._load_draft(room_id)
+        event, event_id = self._add_to_draft(
+            draft,
+            "m.room.member",
+            target,
+            build_member_content("invite", reason),
+            self._sender(room_id, sender),
+            self.signer,
+        )
+        return BuiltEvent(room_id, draft.room_version, event, event_id)
+
+    def get_invite_room_state(self, room_id: str, inviter: str) -> list[JsonDict]:
+        """invite_room_state: the current state for get_invite_room_state_keys, full PDUs."""
+        return get_state_in_order(self.store, room_id, get_invite_room_state_keys(inviter))
+
+    def persist_built_event(self, built: BuiltEvent) -> str:
+        """Store an event built here earlier (and maybe countersigned since), authorised again
+        against the current state under the write lock, then fanned out as any local event."""
+        event, room_version = built.event, built.room_version
+        with self.store.write_transaction():
+            auth_keys = get_auth_event_keys(event, room_version)
+            state = self.store.get_current_state_events(built.room_id, [*auth_keys, CREATE_KEY])
+            # The state may have moved on since it was built (a ban, a retracted knock)
+            check_auth_rules(
+                event,
+                {key: state[key] for key in auth_keys if key in state},
+                room_version,
+                create_event=state.get(CREATE_KEY),
+                is_signed_by=lambda server_name: server_name == self.server_name,
+            )
+            self._persist_in(built.room_id, room_version, [(event, built.event_id)])
+        return built.event_id
+
+    # Reads ----------------------------------------------------------------------------------
+
+    def members(self, room_id: str) -> list[Member]:
+        """Every m.room.member event in current state, by user id."""
+        return get_members(self.store, room_id)
+
+    def timeline(self, room_id: str, limit: int = 20) -> list[TimelineEntry]:
+        """The newest ``limit`` events of the room in stream order, newest last."""
+        return get_timeline(self.store, room_id, limit)
+
     # Internals ------------------------------------------------------------------------------
 
     def _persist(self, events: list[tuple[JsonDict, str]], draft: _Draft) -> None:
+        assert draft.room_id is not None
+        self._persist_in(draft.room_id, draft.room_version, events)
+
+    def _persist_in(
+        self, room_id: str, room_version: RoomVersion, events: list[tuple[JsonDict, str]]
+    ) -> None:
         # The write step received events take too (app/rooms/persist.py): stored, then sent to
         # the room's other servers once committed.
-        assert draft.room_id is not None
         persist_and_fan_out(
             self.store,
             self.outbox,
             events,
-            draft.room_id,
-            draft.room_version.identifier,
+            room_id,
+            room_version.identifier,
             server_name=self.server_name,
         )
 
@@ -315,6 +547,18 @@ class RoomAdmin:
         member = self.store.get_current_state_event(room_id, "m.room.member", user_id)
         membership = None if member is None else member.get("content", {}).get("membership")
         return membership if isinstance(membership, str) else None
+
+    def _sender(self, room_id: str, sender: str | None) -> str:
+        """``sender``, or the room's creator; a user of this server either way."""
+        if sender is None:
+            create = self.store.get_current_state_event(room_id, *CREATE_KEY)
+            if create is None:
+                raise MatrixError("M_NOT_FOUND", f"unknown room {room_id}")
+            sender = str(create["sender"])
+        sender = parse_user_id(sender)
+        if get_domain(sender) != self.server_name:
+            raise MatrixError("M_INVALID_PARAM", f"{sender} is not a user of this server")
+        return sender
 
     def _load_draft(self, room_id: str, prev_events: Sequence[str] | None = None) -> _Draft:
         """The stored room as a draft: the state and extremities a new event builds on."""
@@ -342,19 +586,23 @@ class RoomAdmin:
         self,
         draft: _Draft,
         event_type: str,
-        state_key: str,
+        state_key: str | None,
         content: JsonDict,
         sender: str,
         signer: Signer,
     ) -> tuple[JsonDict, str]:
-        """Build, authorise, sign and identify one event on top of ``draft``; update the draft."""
+        """Build, authorise, sign and identify one event on top of ``draft``; update the draft.
+
+        ``state_key`` None builds a message event: no state_key, and the draft's state is
+        unchanged (only state events are state).
+        """
         room_version = draft.room_version
-        skeleton: JsonDict = {
-            "type": event_type,
-            "state_key": state_key,
-            "sender": sender,
-            "content": content,
-        }
+        if get_domain(sender) != signer.server_name:
+            # SS §Validating hashes and signatures: only the sender's own server signs its events
+            raise MatrixError("M_INVALID_PARAM", f"{sender} is not a user of {signer.server_name}")
+        skeleton: JsonDict = {"type": event_type, "sender": sender, "content": content}
+        if state_key is not None:
+            skeleton["state_key"] = state_key
         # SS §Auth events selection, from the current state
         auth = self._state_for(draft, get_auth_event_keys(skeleton, room_version))
         prev_ids = [event_id for event_id, _depth in draft.extremities]
@@ -396,7 +644,8 @@ class RoomAdmin:
             if draft.room_id is None:
                 # rooms/v12: the room id is "!" + the create event's reference hash
                 draft.room_id = compute_room_id_v12(signed)
-        draft.state[(event_type, state_key)] = (event_id, signed)
+        if state_key is not None:
+            draft.state[(event_type, state_key)] = (event_id, signed)
         draft.extremities = [(event_id, signed["depth"])]
         if room_version.event_id_format is EventIdFormat.V1:
             draft.hashes[event_id] = build_reference_hash(signed, room_version)
@@ -414,3 +663,45 @@ class RoomAdmin:
         if event is None:  # pragma: no cover - extremities and state point at stored events
             raise MatrixError("M_NOT_FOUND", f"unknown event {event_id}")
         return build_reference_hash(event, room_version)
+
+
+def get_members(store: Store, room_id: str) -> list[Member]:
+    """Every m.room.member event in current state, by user id (no signing key needed)."""
+    get_hosted_room_version(store, room_id)
+    return [
+        Member(
+            user_id=event["state_key"],
+            membership=_string(event["content"].get("membership")),
+            reason=_optional_string(event["content"].get("reason")),
+            origin_server_ts=event["origin_server_ts"],
+            sender=event["sender"],
+            event_id=event_id,
+        )
+        for event_id, event in store.get_current_members(room_id)
+    ]
+
+
+def get_timeline(store: Store, room_id: str, limit: int = 20) -> list[TimelineEntry]:
+    """The newest ``limit`` accepted events of the room in stream order, newest last, each
+    summarised (a membership change against the member's state before it)."""
+    get_hosted_room_version(store, room_id)
+    entries = []
+    for stored in store.get_recent_events(room_id, limit):
+        event = stored.event
+        previous = None
+        if event["type"] == "m.room.member":
+            before = store.get_state_event_before(
+                room_id, "m.room.member", event["state_key"], stored.stream_ordering
+            )
+            previous = None if before is None else before["content"].get("membership")
+        entries.append(
+            TimelineEntry(
+                event_id=stored.event_id,
+                origin_server_ts=event["origin_server_ts"],
+                sender=event["sender"],
+                type=event["type"],
+                state_key=event.get("state_key"),
+                summary=summarise_event(event, _optional_string(previous)),
+            )
+        )
+    return entries

@@ -5,6 +5,7 @@ from collections.abc import Iterable, Sequence
 from typing import Protocol
 
 from db.store import Store
+from matrix.destinations import get_event_destinations
 from matrix.types import JsonDict
 
 logger = logging.getLogger(__name__)
@@ -27,8 +28,9 @@ def persist_and_fan_out(
     origin: str | None = None,
 ) -> list[bool]:
     """Store ``events`` of one room in one write transaction; once it commits, queue each newly
-    stored event in ``outbox`` for every server with a joined user in the room before the first
-    of them, but this one and ``origin`` (the server that sent it has it already).
+    stored event in ``outbox`` for the servers matrix/destinations.py names for it: those with
+    a joined user in the state just before it, plus the invitee's server when it rescinds an
+    invite, but never this one nor ``origin`` (the server that sent it has it already).
 
     SS §Joining Rooms (which §Knocking follows): the resident sends an event it accepted on the
     sender's behalf to the other servers in the room; taking the servers from before the event
@@ -36,20 +38,46 @@ def persist_and_fan_out(
     already stored, nor when the transaction rolls back.
     """
     with store.write_transaction():
-        destinations = (
-            sorted(set(store.get_joined_servers(room_id)) - {server_name, origin})
-            if outbox is not None
-            else []
-        )
-        stored = store.persist_events(events, room_version)
-        if outbox is not None and destinations:
-            new = [
-                event for (event, _event_id), is_new in zip(events, stored, strict=True) if is_new
-            ]
-            store.call_after_commit(lambda: _queue(outbox, destinations, new))
+        if outbox is None:
+            return store.persist_events(events, room_version)
+        stored: list[bool] = []
+        queued: list[tuple[list[str], JsonDict]] = []
+        for event, event_id in events:
+            # Read the state before each event (the previous one of the batch may change it)
+            destinations = get_event_destinations(
+                event,
+                store.get_joined_servers(room_id),
+                server_name=server_name,
+                origin=origin,
+                target_member_before=_target_member(store, room_id, event),
+            )
+            is_new = store.persist_events([(event, event_id)], room_version)[0]
+            stored.append(is_new)
+            if is_new and destinations:
+                queued.append((destinations, event))
+        if queued:
+            store.call_after_commit(lambda: _queue(outbox, queued))
     return stored
 
 
-def _queue(outbox: PduQueue, destinations: list[str], events: list[JsonDict]) -> None:
-    for event in events:
+def _target_member(store: Store, room_id: str, event: JsonDict) -> tuple[str, JsonDict] | None:
+    """(event id, event) of the target's current membership, read only for a leave by someone
+    else (the only events whose destinations depend on it)."""
+    state_key = event.get("state_key")
+    content = event.get("content")
+    if (
+        event.get("type") != "m.room.member"
+        or not isinstance(state_key, str)
+        or state_key == event.get("sender")
+        or not isinstance(content, dict)
+        or content.get("membership") != "leave"
+    ):
+        return None
+    return store.get_current_state_events_with_ids(room_id, [("m.room.member", state_key)]).get(
+        ("m.room.member", state_key)
+    )
+
+
+def _queue(outbox: PduQueue, queued: list[tuple[list[str], JsonDict]]) -> None:
+    for destinations, event in queued:
         outbox.send_pdu(destinations, event)

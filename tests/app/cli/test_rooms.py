@@ -186,7 +186,23 @@ def test_cli_rooms_help_lists_every_command():
         cwd=ROOT,
     )
     assert result.returncode == 0
-    for name in ("create", "list", "state", "join-rule", "ban", "unban", "acl"):
+    for name in (
+        "create",
+        "list",
+        "state",
+        "join-rule",
+        "ban",
+        "unban",
+        "acl",
+        "accept",
+        "deny",
+        "invite",
+        "kick",
+        "members",
+        "message",
+        "timeline",
+        "power",
+    ):
         assert name in result.stdout
 
 
@@ -237,3 +253,163 @@ def test_cli_rooms_knocks_lists_pending_knocks(cli_env, capsys):
 
 def test_cli_rooms_knocks_unknown_room_is_one_line(cli_env, capsys):
     assert_one_line_error(*run(capsys, "rooms", "knocks", "!nope:cli.test"))
+
+
+# Operator actions: accept, deny, invite, kick, members, message, timeline, power ----------
+
+HOSTILE = "sorry\x1b[2J\x1b[31m\nFAKE LINE\u202e"
+
+
+@pytest.fixture
+def fed_cli_env(cli_env, monkeypatch, test_ca):
+    """cli_env whose federation client trusts the test CA and may reach loopback."""
+    monkeypatch.setenv("ANTECHAMBER_FEDERATION_CA_FILE", str(test_ca.ca_file))
+    monkeypatch.setenv("ANTECHAMBER_FEDERATION_IP_RANGE_ALLOWLIST", "127.0.0.0/8")
+    return cli_env
+
+
+def knock_as(data_dir, room_id, user_id, remote, reason=None):
+    """A knock stored as if it had arrived from ``remote``, optionally with a reason."""
+    from app.signing_key import load_or_generate_signing_key
+    from tests.factories import make_room_admin, signer_of
+
+    store = Store.open(data_dir / "antechamber.db")
+    try:
+        admin = make_room_admin(
+            store, "cli.test", load_or_generate_signing_key(data_dir / "signing.key")
+        )
+        content = {"membership": "knock", **({"reason": reason} if reason else {})}
+        return admin.send_state_event(
+            room_id, "m.room.member", user_id, content, user_id, signer=signer_of(remote)
+        )
+    finally:
+        store.close()
+
+
+def members_of(capsys, room_id):
+    code, out, err = run(capsys, "rooms", "members", room_id, "--json")
+    assert code == 0, err
+    return {member["user_id"]: member for member in json.loads(out)}
+
+
+@pytest.mark.parametrize("version", ["10", "12"], ids=lambda v: f"v{v}")
+def test_cli_rooms_accept_invites_the_knocker_through_its_server(
+    version, fed_cli_env, capsys, remote
+):
+    room_id = create(capsys, "--version", version, "--join-rule", "knock")
+    alice = f"@alice:{remote.server_name}"
+    knock_as(fed_cli_env, room_id, alice, remote)
+    code, out, err = run(capsys, "rooms", "accept", room_id, alice, "--reason", "hi", "--json")
+    assert code == 0, err
+    event_id = json.loads(out)["event_id"]
+    ((_target, _auth, body),) = remote.invites
+    assert body["room_version"] == version
+    assert body["invite_room_state"][0]["type"] == "m.room.create"
+    member = members_of(capsys, room_id)[alice]
+    assert (member["membership"], member["reason"], member["event_id"]) == (
+        "invite",
+        "hi",
+        event_id,
+    )
+    assert member["sender"] == "@admin:cli.test"
+
+
+def test_cli_rooms_invite_refused_by_the_remote_is_one_line_and_writes_nothing(
+    fed_cli_env, capsys, remote
+):
+    room_id = create(capsys, "--version", "12", "--join-rule", "invite")
+    remote.invite_mode = "forbidden"
+    before = event_count(fed_cli_env)
+    code, out, err = run(capsys, "rooms", "invite", room_id, f"@bob:{remote.server_name}")
+    assert_one_line_error(code, out, err)
+    # the errcode and status the remote answered are in the line
+    assert "M_FORBIDDEN" in err
+    assert "403" in err
+    assert "\x1b" not in err, "the remote's text is escaped"
+    assert event_count(fed_cli_env) == before
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        pytest.param(["accept", "{room}", "@nobody:remote.test"], id="accept-no-knock"),
+        pytest.param(["deny", "{room}", "@nobody:remote.test"], id="deny-no-knock"),
+        pytest.param(["invite", "{room}", "@local:cli.test"], id="invite-local"),
+        pytest.param(["kick", "{room}", "@nobody:remote.test"], id="kick-not-member"),
+        pytest.param(
+            ["kick", "{room}", "@k:remote.test", "--sender", "@x:remote.test"], id="remote-sender"
+        ),
+        pytest.param(["message", "{room}", "hi", "--sender", "@no:cli.test"], id="non-member"),
+        pytest.param(["power", "{room}", "@admin:cli.test", "100"], id="v12-creator-power"),
+        pytest.param(["power", "{room}", "@a:cli.test", "9007199254740992"], id="too-big"),
+        pytest.param(["timeline", "{room}", "--limit", "0"], id="limit-0"),
+        pytest.param(["members", "!nope:cli.test"], id="members-unknown-room"),
+    ],
+)
+def test_cli_rooms_operator_refusals_are_one_line_and_write_nothing(argv, cli_env, capsys, remote):
+    room_id = create(capsys, "--version", "12", "--join-rule", "knock")
+    knock_as(cli_env, room_id, "@k:remote.test", make_fake_remote())
+    before = event_count(cli_env)
+    code, out, err = run(capsys, "rooms", *[arg.format(room=room_id) for arg in argv])
+    assert_one_line_error(code, out, err)
+    assert event_count(cli_env) == before
+
+
+def make_fake_remote():
+    from tests.factories import make_remote_server
+
+    return make_remote_server()
+
+
+def test_cli_rooms_deny_kick_message_power_and_timeline(cli_env, capsys):
+    room_id = create(capsys, "--version", "10", "--join-rule", "knock")
+    remote = make_fake_remote()
+    knock_as(cli_env, room_id, remote.user("k"), remote)
+    knock_as(cli_env, room_id, remote.user("j"), remote)
+    for command in (
+        ("deny", room_id, remote.user("k"), "--reason", "no"),
+        ("kick", room_id, remote.user("j")),
+        ("message", room_id, "Hello, room"),
+        ("power", room_id, "@mod:cli.test", "50"),
+    ):
+        code, out, err = run(capsys, "rooms", *command, "--json")
+        assert code == 0, err
+        assert json.loads(out)["event_id"].startswith("$")
+    members = members_of(capsys, room_id)
+    assert members[remote.user("k")]["membership"] == "leave"
+    assert members[remote.user("k")]["reason"] == "no"
+    code, out, _err = run(capsys, "rooms", "timeline", room_id, "--limit", "4", "--json")
+    assert code == 0
+    entries = json.loads(out)
+    assert [entry["type"] for entry in entries] == [
+        "m.room.member",
+        "m.room.member",
+        "m.room.message",
+        "m.room.power_levels",
+    ]
+    assert entries[0]["summary"].startswith(f"denied the knock of {remote.user('k')}")
+    assert entries[1]["summary"].startswith(f"denied the knock of {remote.user('j')}")
+    assert entries[2]["summary"] == "Hello, room"
+    assert entries[2]["state_key"] is None
+    code, out, _err = run(capsys, "rooms", "timeline", room_id)
+    assert code == 0
+    assert len(out.strip().splitlines()) == 11  # 5 initial events, 2 knocks and 4 changes
+    assert out.strip().splitlines()[-2].endswith("@admin:cli.test  m.room.message  Hello, room")
+
+
+def test_cli_rooms_hostile_text_is_escaped_in_text_and_plain_in_json(cli_env, capsys):
+    room_id = create(capsys, "--version", "12", "--join-rule", "knock")
+    remote = make_fake_remote()
+    knock_as(cli_env, room_id, remote.user("h"), remote, reason=HOSTILE)
+    code, out, _err = run(capsys, "rooms", "members", room_id)
+    assert code == 0
+    assert "\x1b" not in out
+    assert "\u202e" not in out
+    assert len(out.strip().splitlines()) == 2  # the admin and the knocker, one line each
+    assert "\\x1b[2J" in out
+    assert "\\n" in out
+    code, out, _err = run(capsys, "rooms", "timeline", room_id, "--limit", "1")
+    assert code == 0
+    assert "\x1b" not in out
+    assert len(out.strip().splitlines()) == 1
+    assert members_of(capsys, room_id)[remote.user("h")]["reason"] == HOSTILE

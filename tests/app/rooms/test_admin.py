@@ -7,7 +7,7 @@ from signedjson.key import decode_verify_key_bytes
 from signedjson.sign import verify_signed_json
 from unpaddedbase64 import decode_base64
 
-from app.rooms.admin import RoomAdmin
+from app.rooms.admin import RoomAdmin, summarise_event
 from app.signing_key import load_or_generate_signing_key
 from db.store import Store
 from matrix.auth_rules import check_auth_rules, get_auth_event_keys
@@ -456,3 +456,232 @@ def test_send_state_events_refused_event_writes_nothing_of_the_batch(admin, stor
         )
     assert raised.value.errcode == "M_FORBIDDEN"
     assert count_events(store) == before
+
+
+# Operator actions: deny, kick, power, messages; reads ------------------------------------
+
+
+@pytest.mark.parametrize("version", ["10", "12"], ids=lambda v: f"v{v}")
+def test_deny_knock_is_a_leave_by_the_admin(version, admin, store):
+    room_id = create_room(admin, version, "knock")
+    remote = make_remote_server()
+    knocker = remote.user("k")
+    add_knock(admin, room_id, knocker, remote=remote)
+    event_id = admin.deny_knock(room_id, knocker, reason="not now")
+    leave = store.get_event(event_id)
+    assert (leave["sender"], leave["state_key"]) == (ADMIN, knocker)
+    assert leave["content"] == {"membership": "leave", "reason": "not now"}
+    # knock -> leave -> knock: the user may knock again
+    add_knock(admin, room_id, knocker, remote=remote)
+    assert store.get_memberships(room_id, "knock")[0]["state_key"] == knocker
+
+
+@pytest.mark.parametrize("version", ["10", "12"], ids=lambda v: f"v{v}")
+def test_kick_a_member_an_invitee_and_a_knocker(version, admin, store):
+    room_id = create_room(admin, version, "knock")
+    remote = make_remote_server()
+    add_member(admin, room_id, remote.user("j"), remote=remote)
+    admin.invite_user(room_id, remote.user("i"))
+    add_knock(admin, room_id, remote.user("k"), remote=remote)
+    for localpart in ("j", "i", "k"):
+        event_id = admin.kick(room_id, remote.user(localpart), reason="bye")
+        assert store.get_event(event_id)["content"] == {"membership": "leave", "reason": "bye"}
+    assert not store.has_local_joined_member(room_id, remote.server_name)
+
+
+@pytest.mark.parametrize(
+    ("change", "errcode"),
+    [
+        pytest.param(lambda a, r: a.deny_knock(r, "@nobody:remote.test"), "M_FORBIDDEN", id="deny"),
+        pytest.param(lambda a, r: a.kick(r, "@nobody:remote.test"), "M_FORBIDDEN", id="kick-none"),
+        pytest.param(lambda a, r: a.kick(r, "@left:remote.test"), "M_FORBIDDEN", id="kick-left"),
+        pytest.param(lambda a, r: a.kick(r, ADMIN), "M_INVALID_PARAM", id="kick-self"),
+        pytest.param(
+            lambda a, r: a.kick(r, "@k:remote.test", sender="@x:remote.test"),
+            "M_INVALID_PARAM",
+            id="kick-remote-sender",
+        ),
+        pytest.param(
+            lambda a, r: a.deny_knock(r, "@k:remote.test", sender=f"@bob:{SERVER_NAME}"),
+            "M_FORBIDDEN",
+            id="deny-without-power",
+        ),
+        pytest.param(
+            lambda a, r: a.send_message(r, "hi", sender="@x:remote.test"),
+            "M_INVALID_PARAM",
+            id="message-remote-sender",
+        ),
+        pytest.param(
+            lambda a, r: a.send_message(r, "hi", sender=f"@nobody:{SERVER_NAME}"),
+            "M_FORBIDDEN",
+            id="message-non-member",
+        ),
+        pytest.param(
+            lambda a, r: a.set_power_level(r, "@k:remote.test", 2**53), "M_INVALID_PARAM", id="big"
+        ),
+        pytest.param(
+            lambda a, r: a.set_power_level(r, "@k:remote.test", True), "M_INVALID_PARAM", id="bool"
+        ),
+        pytest.param(
+            lambda a, r: a.set_power_level(r, ADMIN, 1, sender=f"@bob:{SERVER_NAME}"),
+            "M_FORBIDDEN",
+            id="power-without-power",
+        ),
+        pytest.param(
+            lambda a, r: a.send_state_event(r, "m.room.name", "", {"name": "x"}, "@x:remote.test"),
+            "M_INVALID_PARAM",
+            id="state-remote-sender",
+        ),
+    ],
+)
+def test_operator_actions_refused_write_nothing(change, errcode, admin, store):
+    room_id = create_room(admin, "12", "knock")
+    remote = make_remote_server()
+    add_member(admin, room_id, f"@bob:{SERVER_NAME}")
+    add_knock(admin, room_id, remote.user("k"), remote=remote)
+    add_knock(admin, room_id, remote.user("left"), remote=remote)
+    admin.leave_user(room_id, remote.user("left"), signer=signer_of(remote))
+    before = (count_events(store), store.get_forward_extremities(room_id))
+    with pytest.raises(MatrixError) as raised:
+        change(admin, room_id)
+    assert (raised.value.errcode, raised.value.status) == (
+        errcode,
+        403 if errcode == "M_FORBIDDEN" else 400,
+    )
+    assert (count_events(store), store.get_forward_extremities(room_id)) == before
+
+
+@pytest.mark.parametrize("version", ["10", "12"], ids=lambda v: f"v{v}")
+def test_set_power_level_keeps_the_rest_of_the_content(version, admin, store):
+    room_id = create_room(admin, version, "invite")
+    bob = f"@bob:{SERVER_NAME}"
+    add_member(admin, room_id, bob)
+    before = store.get_current_state_event(room_id, "m.room.power_levels", "")["content"]
+    admin.set_power_level(room_id, bob, 50)
+    after = store.get_current_state_event(room_id, "m.room.power_levels", "")["content"]
+    assert after == {**before, "users": {**before["users"], bob: 50}}
+    # bob may now kick (kick: 50)
+    add_member(admin, room_id, "@carol:remote.test", remote=make_remote_server())
+    admin.kick(room_id, "@carol:remote.test", sender=bob)
+
+
+def test_set_power_level_of_a_v12_creator_is_refused(admin, store):
+    # rooms/v12 rule 10.4: creators are never listed in users
+    room_id = create_room(admin, "12", "invite")
+    with pytest.raises(MatrixError) as raised:
+        admin.set_power_level(room_id, ADMIN, 100)
+    assert raised.value.errcode == "M_FORBIDDEN"
+
+
+@pytest.mark.parametrize("version", ["1", "10", "12"], ids=lambda v: f"v{v}")
+def test_send_message_is_a_non_state_event_authorised_like_others(
+    version, admin, store, published_verify_keys
+):
+    room_id = create_room(admin, version, "invite")
+    state_before = store.get_current_state_ids(room_id)
+    event_id = admin.send_message(room_id, "hello\nworld")
+    message = store.get_event(event_id)
+    assert "state_key" not in message
+    assert message["content"] == {"msgtype": "m.text", "body": "hello\nworld"}
+    assert store.get_current_state_ids(room_id) == state_before
+    assert store.get_forward_extremities(room_id)[0][0] == event_id
+    # auth events: create (not in v12), power levels, the sender's membership
+    assert_room_is_sound(store, room_id, published_verify_keys)
+    room_version = KNOWN_ROOM_VERSIONS[version]
+    assert len(ref_ids(message["auth_events"], room_version)) == (2 if version == "12" else 3)
+
+
+def test_members_lists_every_membership(admin, store):
+    room_id = create_room(admin, "12", "knock")
+    remote = make_remote_server()
+    add_knock(admin, room_id, remote.user("k"), remote=remote)
+    admin.ban(room_id, remote.user("b"), reason="spam")
+    members = {member.user_id: member for member in admin.members(room_id)}
+    assert {user: m.membership for user, m in members.items()} == {
+        ADMIN: "join",
+        remote.user("k"): "knock",
+        remote.user("b"): "ban",
+    }
+    ban = members[remote.user("b")]
+    assert (ban.reason, ban.sender) == ("spam", ADMIN)
+    assert store.get_event(ban.event_id)["content"]["membership"] == "ban"
+    assert isinstance(ban.origin_server_ts, int)
+
+
+def test_timeline_newest_last_with_summaries(admin, store):
+    room_id = create_room(admin, "12", "knock")
+    remote = make_remote_server()
+    knocker = remote.user("k")
+    add_knock(admin, room_id, knocker, remote=remote)
+    admin.deny_knock(room_id, knocker, reason="full")
+    admin.send_message(room_id, "announcement")
+    entries = admin.timeline(room_id, limit=3)
+    assert [(e.type, e.sender, e.state_key) for e in entries] == [
+        ("m.room.member", knocker, knocker),
+        ("m.room.member", ADMIN, knocker),
+        ("m.room.message", ADMIN, None),
+    ]
+    assert [e.summary for e in entries] == [
+        "knocked (none -> knock)",
+        f"denied the knock of {knocker} (knock -> leave), reason: full",
+        "announcement",
+    ]
+    assert entries[-1].event_id == store.get_forward_extremities(room_id)[0][0]
+    everything = admin.timeline(room_id)  # 6 initial events and 3 since, under the default 20
+    assert len(everything) == 9
+    assert everything[0].type == "m.room.create"
+    assert admin.timeline(room_id, limit=0) == []
+
+
+@pytest.mark.parametrize(
+    ("event", "previous", "summary"),
+    [
+        pytest.param(
+            {"type": "m.room.message", "content": {"msgtype": "m.image"}},
+            None,
+            "(m.image message)",
+            id="no-body",
+        ),
+        pytest.param(
+            {"type": "m.room.name", "state_key": "", "content": {"name": "N"}},
+            None,
+            '{"name": "N"}',
+            id="state",
+        ),
+        pytest.param(
+            {"type": "m.room.topic", "state_key": "", "content": {"topic": "x" * 200}},
+            None,
+            '{"topic": "' + "x" * 108 + "…",
+            id="long-state",
+        ),
+        pytest.param({"type": "m.reaction", "content": []}, None, "(m.reaction)", id="other"),
+    ],
+)
+def test_summarise_event_other_events(event, previous, summary):
+    assert summarise_event(event, previous) == summary
+
+
+@pytest.mark.parametrize(
+    ("sender", "membership", "previous", "summary"),
+    [
+        ("@t:x.test", "join", None, "joined (none -> join)"),
+        ("@t:x.test", "join", "join", "updated their profile (join -> join)"),
+        ("@a:x.test", "invite", None, "invited @t:x.test (none -> invite)"),
+        ("@a:x.test", "ban", "join", "banned @t:x.test (join -> ban)"),
+        ("@t:x.test", "leave", "invite", "rejected the invite (invite -> leave)"),
+        ("@t:x.test", "leave", "knock", "retracted the knock (knock -> leave)"),
+        ("@t:x.test", "leave", "join", "left (join -> leave)"),
+        ("@a:x.test", "leave", "ban", "unbanned @t:x.test (ban -> leave)"),
+        ("@a:x.test", "leave", "invite", "withdrew the invite of @t:x.test (invite -> leave)"),
+        ("@a:x.test", "leave", "join", "kicked @t:x.test (join -> leave)"),
+        ("@a:x.test", "odd", None, "set the membership of @t:x.test to 'odd' (none -> odd)"),
+    ],
+)
+def test_summarise_event_membership_transitions(sender, membership, previous, summary):
+    event = {
+        "type": "m.room.member",
+        "state_key": "@t:x.test",
+        "sender": sender,
+        "content": {"membership": membership},
+    }
+    assert summarise_event(event, previous) == summary
