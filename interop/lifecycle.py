@@ -20,7 +20,7 @@ from urllib.parse import quote
 import httpx
 
 if TYPE_CHECKING:
-    from interop.run import Harness
+    from run import Harness
 
 _poll = itertools.count(1)
 

@@ -33,9 +33,9 @@ from urllib.parse import quote
 
 import httpx
 import trustme
+from lifecycle import lifecycle_case  # interop/lifecycle.py, beside this script
 
 from app.config import DEFAULT_IP_RANGE_DENYLIST
-from interop.lifecycle import lifecycle_case
 
 ROOT = Path(__file__).resolve().parent.parent
 ANTECHAMBER = ROOT / ".venv" / "bin" / "antechamber"
