@@ -43,3 +43,18 @@ def get_state_in_order(store: Store, room_id: str, keys: list[StateKey]) -> list
     state lists such as knock_room_state)."""
     state = store.get_current_state_events(room_id, keys)
     return [state[key] for key in keys if key in state]
+
+
+def get_auth_chain_ids(
+    store: Store, room_id: str, room_version: RoomVersion, event_ids: list[str]
+) -> list[str]:
+    """Every event reachable from ``event_ids`` through auth_events, oldest first. In v12
+    rooms the create event is an implicit auth event of every other event (rooms/v12,
+    MSC4291: it is left out of auth_events on the wire), so it heads the chain, as Synapse's
+    ``auth_event_ids()`` puts it there."""
+    chain = store.get_auth_chain_ids(event_ids)
+    if room_version.room_id_from_create_event:
+        create_id = "$" + room_id[1:]
+        if create_id not in chain and any(event_id != create_id for event_id in event_ids):
+            chain.insert(0, create_id)
+    return chain

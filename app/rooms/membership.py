@@ -174,7 +174,10 @@ def build_send_join_response(
     assert position is not None  # the intake stored it
     state_ids = store.get_state_ids_before(room_id, position)
     state = store.get_events_in_order([state_ids[key] for key in sorted(state_ids)])
-    chain_ids = store.get_auth_chain_ids([*state_ids.values(), accepted.event_id])
+    room_version = hosted.get_hosted_room_version(store, room_id)
+    chain_ids = hosted.get_auth_chain_ids(
+        store, room_id, room_version, [*state_ids.values(), accepted.event_id]
+    )
     servers = sorted(
         {
             get_domain(event["state_key"])

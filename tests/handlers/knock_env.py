@@ -58,6 +58,12 @@ class KnockEnv:
             uri, headers={"Authorization": server.auth_header("GET", uri, SERVER_NAME)}
         )
 
+    def post(self, uri: str, body, *, remote=None):
+        """POST ``body`` to ``uri`` signed by ``remote`` (default: this environment's remote)."""
+        server = remote or self.remote
+        headers = {"Authorization": server.auth_header("POST", uri, SERVER_NAME, body)}
+        return self.client.post(uri, json=body, headers=headers)
+
     def put(self, uri: str, body, *, remote=None):
         """PUT ``body`` to ``uri`` signed by ``remote`` (default: this environment's remote)."""
         server = remote or self.remote

@@ -1,83 +1,12 @@
 """PUT /send/{txnId}: inbound transactions from a real remote, one result per PDU."""
 
-import itertools
 import time
-from urllib.parse import quote
 
 import pytest
 
-from matrix.auth_rules import get_auth_event_keys
-from matrix.events import compute_event_id, sign_event
-from matrix.room_events import build_event
-from matrix.room_versions import KNOWN_ROOM_VERSIONS
-from tests.conftest import FIXED_NOW_MS
 from tests.factories import add_member, create_room, stored_events
-from tests.handlers.knock_env import KnockEnv, assert_error
-
-_txn_ids = itertools.count()
-
-
-def remote_event(
-    env: KnockEnv,
-    room_id: str,
-    event_type: str,
-    content: dict,
-    *,
-    state_key: str | None = None,
-    sender: str | None = None,
-    prev_events: list[str] | None = None,
-    version: str = "12",
-    signing_key=None,
-) -> tuple[dict, str]:
-    """An event the remote's user builds on our room's current state and extremities."""
-    room_version = KNOWN_ROOM_VERSIONS[version]
-    sender = sender or env.user
-    skeleton = {"type": event_type, "sender": sender, "content": content}
-    if state_key is not None:
-        skeleton["state_key"] = state_key
-    found = env.store.get_current_state_events_with_ids(
-        room_id, get_auth_event_keys(skeleton, room_version)
-    )
-    extremities = env.store.get_forward_extremities(room_id)
-    event = build_event(
-        room_version,
-        room_id=room_id,
-        sender=sender,
-        type=event_type,
-        content=content,
-        state_key=state_key,
-        prev_events=prev_events if prev_events is not None else [e for e, _ in extremities],
-        auth_events=[event_id for event_id, _ in found.values()],
-        depth=max(d for _, d in extremities) + 1,
-        origin=env.remote.server_name,
-        origin_server_ts=FIXED_NOW_MS + 20,
-    )
-    signed = sign_event(
-        event, room_version, env.remote.server_name, signing_key or env.remote.signing_key
-    )
-    return signed, compute_event_id(signed, room_version)
-
-
-def send_txn(env: KnockEnv, pdus: list, edus: list | None = None, txn_id: str | None = None):
-    txn_id = txn_id or f"txn{next(_txn_ids)}"
-    body: dict = {
-        "origin": env.remote.server_name,
-        "origin_server_ts": FIXED_NOW_MS + 30,
-        "pdus": pdus,
-    }
-    if edus is not None:
-        body["edus"] = edus
-    return env.put(f"/_matrix/federation/v1/send/{quote(txn_id, safe='')}", body)
-
-
-def joined_room(env: KnockEnv, version: str = "12", join_rule: str = "knock") -> str:
-    room_id = create_room(env.admin, version, join_rule)
-    add_member(env.admin, room_id, env.user, remote=env.remote)
-    return room_id
-
-
-def message(env: KnockEnv, room_id: str, body: str = "hello", **kw) -> tuple[dict, str]:
-    return remote_event(env, room_id, "m.room.message", {"msgtype": "m.text", "body": body}, **kw)
+from tests.handlers.knock_env import assert_error
+from tests.handlers.remote_pdus import joined_room, message, remote_event, send_txn
 
 
 @pytest.mark.parametrize("version", [pytest.param(v, id=f"v{v}") for v in ("10", "12")])
