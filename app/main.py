@@ -73,8 +73,10 @@ def create_app(
             local_keys={key_id(signing_key): get_verify_key(signing_key)},
         )
         pdu_sender = FederationSender(
-            FederationClient(config.server_name, signing_key, config, http=http), clock
+            store, FederationClient(config.server_name, signing_key, config, http=http), clock
         )
+        # Deliveries left in the outbox (a restart, a crash, another worker, the CLI) go out.
+        pdu_sender.start()
         state = {
             "config": config,
             "server_name": config.server_name,
@@ -83,6 +85,8 @@ def create_app(
             "clock": clock,
             # the X-Matrix check (app/http/auth.py) reads the keyring; handlers the resident
             "keyring": keyring,
+            # the X-Matrix check tells it of each authenticated origin (resets its backoff)
+            "pdu_sender": pdu_sender,
             "resident": Resident(
                 store, config.server_name, keyring, pdu_sender, clock, signing_key
             ),

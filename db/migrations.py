@@ -85,12 +85,39 @@ CREATE TABLE received_transactions (
 ) WITHOUT ROWID;
 """
 
+_M005_OUTBOX = """
+-- Durable delivery (SS §Transactions): one row per (destination, event) still to send, written
+-- in the transaction that stores the event and deleted only once the destination answered 200
+-- to the transaction that carried it.
+CREATE TABLE outbox (
+    destination TEXT NOT NULL,
+    stream_ordering INTEGER NOT NULL,
+    room_id TEXT NOT NULL,
+    PRIMARY KEY (destination, stream_ordering)
+) WITHOUT ROWID;
+-- Per destination: backoff, the transaction in flight (its id is kept across retries so the
+-- receiver de-duplicates), the worker holding the lease to send to it, the last outcome.
+CREATE TABLE destinations (
+    destination TEXT PRIMARY KEY,
+    retry_at_ts INTEGER NOT NULL DEFAULT 0,
+    backoff_ms INTEGER NOT NULL DEFAULT 0,
+    txn_id TEXT,
+    txn_orderings TEXT,
+    lease_owner TEXT,
+    lease_until_ts INTEGER NOT NULL DEFAULT 0,
+    last_success_ts INTEGER,
+    last_error TEXT,
+    last_error_ts INTEGER
+) WITHOUT ROWID;
+"""
+
 # (name, SQL script). Append only; never edit an applied migration.
 MIGRATIONS: list[tuple[str, str]] = [
     ("001_rooms_and_events", _M001_ROOMS_AND_EVENTS),
     ("002_server_keys", _M002_SERVER_KEYS),
     ("003_joined_members_per_server", _M003_JOINED_MEMBERS_PER_SERVER),
     ("004_received_transactions", _M004_RECEIVED_TRANSACTIONS),
+    ("005_outbox", _M005_OUTBOX),
 ]
 
 

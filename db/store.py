@@ -362,6 +362,196 @@ class Store:
         ).fetchall()
         return [row[0] for row in rows if isinstance(row[0], str)]
 
+    # Durable delivery: the outbox and per-destination state ------------------------------
+
+    def enqueue_delivery(self, destinations: Sequence[str], event_id: str, room_id: str) -> None:
+        """Queue the stored ``event_id`` for each destination, in the caller's write
+        transaction (the event and its deliveries commit together or not at all)."""
+        position = self.get_stream_ordering(event_id)
+        if position is None or not destinations:
+            return
+        with self.write_transaction():
+            self.conn.executemany(
+                "INSERT OR IGNORE INTO outbox (destination, stream_ordering, room_id)"
+                " VALUES (?, ?, ?)",
+                [(destination, position, room_id) for destination in destinations],
+            )
+            self.conn.executemany(
+                "INSERT OR IGNORE INTO destinations (destination) VALUES (?)",
+                [(destination,) for destination in destinations],
+            )
+
+    def count_pending(self, destination: str) -> int:
+        row = self.conn.execute(
+            "SELECT count(*) FROM outbox WHERE destination = ?", (destination,)
+        ).fetchone()
+        return int(row[0])
+
+    def prune_to_newest_per_room(self, destination: str) -> int:
+        """Catch-up (Synapse's destination_rooms): keep only the newest pending event per room
+        for ``destination``, which fetches the gap itself (/get_missing_events). Returns how
+        many deliveries were dropped."""
+        with self.write_transaction():
+            cursor = self.conn.execute(
+                "DELETE FROM outbox WHERE destination = ? AND stream_ordering NOT IN"
+                " (SELECT max(stream_ordering) FROM outbox WHERE destination = ?"
+                " GROUP BY room_id)",
+                (destination, destination),
+            )
+            return int(cursor.rowcount)
+
+    def get_due_destinations(self, now_ms: int) -> list[str]:
+        """Destinations with pending deliveries, not backed off and not leased by a live
+        worker (oldest pending first)."""
+        rows = self.conn.execute(
+            "SELECT d.destination FROM destinations AS d"
+            " JOIN (SELECT destination, min(stream_ordering) AS first FROM outbox"
+            "       GROUP BY destination) AS o ON o.destination = d.destination"
+            " WHERE d.retry_at_ts <= ? AND (d.lease_owner IS NULL OR d.lease_until_ts < ?)"
+            " ORDER BY o.first",
+            (now_ms, now_ms),
+        ).fetchall()
+        return [row[0] for row in rows]
+
+    def get_retry_at(self, destination: str) -> int:
+        """When ``destination`` may be tried again (0: now; also for an unknown one)."""
+        row = self.conn.execute(
+            "SELECT retry_at_ts FROM destinations WHERE destination = ?", (destination,)
+        ).fetchone()
+        return 0 if row is None else int(row[0])
+
+    def claim_destination(self, destination: str, owner: str, now_ms: int, lease_ms: int) -> bool:
+        """Take (or renew) the lease to send to ``destination``: exactly one worker sends to a
+        destination at a time; a dead worker's lease runs out after ``lease_ms``."""
+        with self.write_transaction():
+            cursor = self.conn.execute(
+                "UPDATE destinations SET lease_owner = ?, lease_until_ts = ?"
+                " WHERE destination = ? AND (lease_owner IS NULL OR lease_owner = ?"
+                " OR lease_until_ts < ?)",
+                (owner, now_ms + lease_ms, destination, owner, now_ms),
+            )
+            return cursor.rowcount == 1
+
+    def release_destination(self, destination: str, owner: str) -> None:
+        with self.write_transaction():
+            self.conn.execute(
+                "UPDATE destinations SET lease_owner = NULL, lease_until_ts = 0"
+                " WHERE destination = ? AND lease_owner = ?",
+                (destination, owner),
+            )
+
+    def get_delivery_batch(
+        self, destination: str, limit: int
+    ) -> tuple[str | None, list[tuple[int, JsonDict]]]:
+        """(txn id, [(stream ordering, PDU)]) to send next: the transaction in flight when there
+        is one (same id, its events that are still pending, in order), else the oldest
+        ``limit`` pending events and no id yet."""
+        row = self.conn.execute(
+            "SELECT txn_id, txn_orderings FROM destinations WHERE destination = ?",
+            (destination,),
+        ).fetchone()
+        if row is not None and row[0] is not None:
+            orderings = [int(value) for value in json.loads(row[1])]
+            marks = ",".join("?" * len(orderings)) or "NULL"
+            rows = self.conn.execute(
+                "SELECT o.stream_ordering, e.json FROM outbox AS o"
+                " JOIN events AS e ON e.stream_ordering = o.stream_ordering"
+                f" WHERE o.destination = ? AND o.stream_ordering IN ({marks})"
+                " ORDER BY o.stream_ordering",
+                [destination, *orderings],
+            ).fetchall()
+            if rows:
+                return str(row[0]), [(int(r[0]), _parse(r[1])) for r in rows]
+        rows = self.conn.execute(
+            "SELECT o.stream_ordering, e.json FROM outbox AS o"
+            " JOIN events AS e ON e.stream_ordering = o.stream_ordering"
+            " WHERE o.destination = ? ORDER BY o.stream_ordering LIMIT ?",
+            (destination, limit),
+        ).fetchall()
+        return None, [(int(r[0]), _parse(r[1])) for r in rows]
+
+    def start_transaction(self, destination: str, txn_id: str, orderings: Sequence[int]) -> None:
+        """Record the transaction about to be sent, so a retry (by any worker, after any
+        crash) re-sends the same id with the same events."""
+        with self.write_transaction():
+            self.conn.execute(
+                "UPDATE destinations SET txn_id = ?, txn_orderings = ? WHERE destination = ?",
+                (txn_id, json.dumps(list(orderings)), destination),
+            )
+
+    def complete_transaction(self, destination: str, orderings: Sequence[int], now_ms: int) -> None:
+        """The destination answered 200: its deliveries are done, its backoff is reset."""
+        with self.write_transaction():
+            self.conn.executemany(
+                "DELETE FROM outbox WHERE destination = ? AND stream_ordering = ?",
+                [(destination, ordering) for ordering in orderings],
+            )
+            self.conn.execute(
+                "UPDATE destinations SET txn_id = NULL, txn_orderings = NULL, retry_at_ts = 0,"
+                " backoff_ms = 0, last_success_ts = ? WHERE destination = ?",
+                (now_ms, destination),
+            )
+
+    def fail_transaction(
+        self, destination: str, error: str, now_ms: int, *, start_ms: int, max_ms: int
+    ) -> int:
+        """The send failed: back off (``start_ms``, doubling up to ``max_ms``); the transaction
+        keeps its id for the retry. Returns the new backoff."""
+        with self.write_transaction():
+            row = self.conn.execute(
+                "SELECT backoff_ms FROM destinations WHERE destination = ?", (destination,)
+            ).fetchone()
+            current = int(row[0]) if row is not None else 0
+            backoff = min(max(current * 2, start_ms), max_ms)
+            self.conn.execute(
+                "UPDATE destinations SET backoff_ms = ?, retry_at_ts = ?, last_error = ?,"
+                " last_error_ts = ? WHERE destination = ?",
+                (backoff, now_ms + backoff, error[:500], now_ms, destination),
+            )
+            return backoff
+
+    def reset_backoff(self, destination: str) -> bool:
+        """Retry ``destination`` at once (the operator's `federation retry`, or an inbound
+        request from it). False when nothing is known about it."""
+        with self.write_transaction():
+            cursor = self.conn.execute(
+                "UPDATE destinations SET retry_at_ts = 0, backoff_ms = 0 WHERE destination = ?",
+                (destination,),
+            )
+            return cursor.rowcount == 1
+
+    def drop_deliveries_for_left_rooms(self, destination: str, server_name: str) -> int:
+        """Deliveries of rooms this server has no joined user in any more are not retried
+        (Synapse #18491/#18500: a left room must not be retried forever)."""
+        with self.write_transaction():
+            cursor = self.conn.execute(
+                "DELETE FROM outbox WHERE destination = ? AND room_id NOT IN"
+                " (SELECT room_id FROM room_server_joined_members WHERE server_name = ?)",
+                (destination, server_name),
+            )
+            return int(cursor.rowcount)
+
+    def get_destination_status(self) -> list[JsonDict]:
+        """Per known destination: pending count, backoff, last success and error (admin)."""
+        rows = self.conn.execute(
+            "SELECT d.destination, (SELECT count(*) FROM outbox AS o"
+            " WHERE o.destination = d.destination), d.retry_at_ts, d.backoff_ms,"
+            " d.last_success_ts, d.last_error, d.last_error_ts, d.txn_id, d.lease_owner"
+            " FROM destinations AS d ORDER BY d.destination"
+        ).fetchall()
+        keys = (
+            "destination",
+            "pending",
+            "retry_at_ts",
+            "backoff_ms",
+            "last_success_ts",
+            "last_error",
+            "last_error_ts",
+            "txn_id",
+            "lease_owner",
+        )
+        return [dict(zip(keys, row, strict=True)) for row in rows]
+
     # Received transactions (SS §Transactions) ---------------------------------------------
 
     def get_transaction_response(self, origin: str, txn_id: str) -> JsonDict | None:

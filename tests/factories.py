@@ -124,3 +124,26 @@ def stored_events(store: Store, room_id: str) -> list[tuple[str, JsonDict]]:
         "SELECT event_id, json FROM events WHERE room_id = ? ORDER BY stream_ordering", (room_id,)
     ).fetchall()
     return [(row[0], json.loads(row[1])) for row in rows]
+
+
+class OutboxView:
+    """The durable outbox as (destinations, PDU) per event, in stream order (tests only)."""
+
+    def __init__(self, store: Store):
+        self.store = store
+
+    @property
+    def pending(self) -> list[tuple[list[str], JsonDict]]:
+        rows = self.store.conn.execute(
+            "SELECT o.stream_ordering, o.destination, e.json FROM outbox AS o"
+            " JOIN events AS e ON e.stream_ordering = o.stream_ordering"
+            " ORDER BY o.stream_ordering, o.destination"
+        ).fetchall()
+        grouped: dict[int, tuple[list[str], JsonDict]] = {}
+        for ordering, destination, text in rows:
+            grouped.setdefault(ordering, ([], json.loads(text)))[0].append(destination)
+        return list(grouped.values())
+
+    def clear(self) -> None:
+        with self.store.write_transaction():
+            self.store.conn.execute("DELETE FROM outbox")

@@ -87,6 +87,12 @@ class RemoteHomeserver:
         self._stack = contextlib.ExitStack()
         # Transactions sent to this server: (request target as sent, Authorization, body).
         self.transactions: list[tuple[str, str, Any]] = []
+        # What /send answers: 200 (accepted), or this status (a server that is down or broken).
+        self.send_status = 200
+        # PDUs of the transactions answered 200, each transaction id once (a real server
+        # de-duplicates retried transactions by id, transactions.yaml).
+        self.accepted_pdus: list[Any] = []
+        self._accepted_txn_ids: set[str] = set()
         # Invites sent to this server: (request target as sent, Authorization, body).
         self.invites: list[tuple[str, str, Any]] = []
         self.invite_mode = "ok"
@@ -161,6 +167,17 @@ class RemoteHomeserver:
         target = request.scope["raw_path"].decode("latin-1")
         body = await request.json()
         self.transactions.append((target, request.headers.get("authorization", ""), body))
+        if self.send_status != 200:
+            return JSONResponse(
+                {"errcode": "M_UNKNOWN", "error": "down"},
+                status_code=self.send_status,
+                headers={"connection": "close"},
+            )
+        txn_id = request.path_params["txn_id"]
+        with self._lock:
+            if txn_id not in self._accepted_txn_ids:
+                self._accepted_txn_ids.add(txn_id)
+                self.accepted_pdus.extend(body.get("pdus", []))
         return JSONResponse({"pdus": {}}, headers={"connection": "close"})
 
     async def _invite(self, request: Request) -> Response:

@@ -6,6 +6,7 @@ import dataclasses
 import datetime
 import functools
 import json
+import os
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
@@ -16,7 +17,7 @@ from signedjson.types import SigningKey
 from app.cli.output import CommandError, emit, escape_text
 from app.config import Config
 from app.federation.client import FederationClient, FederationHttp
-from app.federation.sender import CollectedPdus
+from app.federation.sender import CollectedDestinations, FederationSender
 from app.rooms.admin import RoomAdmin, get_members, get_timeline
 from app.rooms.hosted import get_hosted_room_version
 from app.rooms.invite import accept_knock, send_invite
@@ -53,21 +54,27 @@ def _open(config: Config, room_id: str | None = None) -> Iterator[RoomAdmin]:
         if room_id is not None:
             get_hosted_room_version(store, room_id)
         signing_key = load_or_generate_signing_key(config.resolved_signing_key_path)
-        outbox = CollectedPdus()
+        outbox = CollectedDestinations()
         yield RoomAdmin(store, config.server_name, signing_key, _wall_clock_ms, outbox)
-    if outbox.pending:
-        # The stored events reach the room's other servers as the server's own would (the log
-        # says what was sent where); a destination that is down misses them, as it would miss
-        # the server's (durable delivery is not built yet).
-        asyncio.run(_deliver(config, signing_key, outbox))
+        if outbox.pending:
+            # The stored events are in the durable outbox: try to deliver them now, as the
+            # server would (the log says what was sent where); what a destination that is
+            # down does not take stays queued, and the running server retries it.
+            asyncio.run(_deliver(config, signing_key, store, outbox.pending))
 
 
-async def _deliver(config: Config, signing_key: SigningKey, outbox: CollectedPdus) -> None:
+# How long the CLI waits for its deliveries before leaving the rest to the server.
+CLI_DELIVERY_WAIT_S = 10.0
+
+
+async def _deliver(
+    config: Config, signing_key: SigningKey, store: Store, destinations: set[str]
+) -> None:
     http = FederationHttp(config)
     try:
-        await outbox.deliver(
-            FederationClient(config.server_name, signing_key, config, http=http), _wall_clock_ms
-        )
+        client = FederationClient(config.server_name, signing_key, config, http=http)
+        sender = FederationSender(store, client, _wall_clock_ms, owner=f"cli-{os.getpid()}")
+        await sender.deliver_now(sorted(destinations), CLI_DELIVERY_WAIT_S)
     finally:
         await http.aclose()
 

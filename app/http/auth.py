@@ -175,6 +175,11 @@ class XMatrixSecurityHandler(AbstractSecurityHandler):  # type: ignore[misc]  # 
                         "Too many requests from your server",
                         retry_after_ms=retry_after_ms,
                     )
+            # A server that reaches us is up: if our deliveries to it were backed off, retry
+            # now (Synapse does the same). A set lookup unless it was backed off.
+            sender = state.get("pdu_sender")
+            if sender is not None:
+                sender.notify_inbound(origin)
             return {"sub": origin}
 
         return verify

@@ -12,9 +12,10 @@ logger = logging.getLogger(__name__)
 
 
 class PduQueue(Protocol):
-    """Delivery of events to other servers (app/federation/sender.py implements it)."""
+    """Told of destinations with new deliveries in the outbox, once they are committed
+    (app/federation/sender.py delivers them)."""
 
-    def send_pdu(self, destinations: Iterable[str], pdu: JsonDict) -> None: ...
+    def notify(self, destinations: Iterable[str]) -> None: ...
 
 
 def persist_and_fan_out(
@@ -27,10 +28,11 @@ def persist_and_fan_out(
     server_name: str,
     origin: str | None = None,
 ) -> list[bool]:
-    """Store ``events`` of one room in one write transaction; once it commits, queue each newly
-    stored event in ``outbox`` for the servers matrix/destinations.py names for it: those with
-    a joined user in the state just before it, plus the invitee's server when it rescinds an
-    invite, but never this one nor ``origin`` (the server that sent it has it already).
+    """Store ``events`` of one room and their deliveries in one write transaction: each newly
+    stored event is queued in the durable outbox for the servers matrix/destinations.py names
+    for it (those with a joined user in the state just before it, plus the invitee's server when
+    it rescinds an invite, never this one nor ``origin``, which has it already). Once it
+    commits, ``outbox`` is told which destinations have new deliveries.
 
     SS §Joining Rooms (which §Knocking follows): the resident sends an event it accepted on the
     sender's behalf to the other servers in the room; taking the servers from before the event
@@ -41,7 +43,7 @@ def persist_and_fan_out(
         if outbox is None:
             return store.persist_events(events, room_version)
         stored: list[bool] = []
-        queued: list[tuple[list[str], JsonDict]] = []
+        notified: set[str] = set()
         for event, event_id in events:
             # Read the state before each event (the previous one of the batch may change it)
             destinations = get_event_destinations(
@@ -54,9 +56,10 @@ def persist_and_fan_out(
             is_new = store.persist_events([(event, event_id)], room_version)[0]
             stored.append(is_new)
             if is_new and destinations:
-                queued.append((destinations, event))
-        if queued:
-            store.call_after_commit(lambda: _queue(outbox, queued))
+                store.enqueue_delivery(destinations, event_id, room_id)
+                notified.update(destinations)
+        if notified:
+            store.call_after_commit(lambda: outbox.notify(sorted(notified)))
     return stored
 
 
@@ -76,8 +79,3 @@ def _target_member(store: Store, room_id: str, event: JsonDict) -> tuple[str, Js
     return store.get_current_state_events_with_ids(room_id, [("m.room.member", state_key)]).get(
         ("m.room.member", state_key)
     )
-
-
-def _queue(outbox: PduQueue, queued: list[tuple[list[str], JsonDict]]) -> None:
-    for destinations, event in queued:
-        outbox.send_pdu(destinations, event)

@@ -134,6 +134,8 @@ def test_errors_status_table_covers_the_spec_codes():
         "M_MISSING_PARAM": 400,
         "M_INVALID_PARAM": 400,
         "M_INCOMPATIBLE_ROOM_VERSION": 400,
+        "M_UNABLE_TO_AUTHORISE_JOIN": 400,
+        "M_UNABLE_TO_GRANT_JOIN": 400,
         "M_UNAUTHORIZED": 401,
         "M_FORBIDDEN": 403,
         "M_NOT_FOUND": 404,

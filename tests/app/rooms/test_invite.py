@@ -9,7 +9,7 @@ from signedjson.key import get_verify_key
 
 from app.config import Config
 from app.federation.client import FederationClient
-from app.federation.sender import CollectedPdus
+from app.federation.sender import CollectedDestinations
 from app.rooms.admin import RoomAdmin
 from app.rooms.invite import accept_knock, send_invite
 from app.signing_key import load_or_generate_signing_key
@@ -18,7 +18,13 @@ from matrix.errors import MatrixError
 from matrix.events import check_event_signature, compute_event_id, compute_room_id_v12
 from matrix.room_versions import KNOWN_ROOM_VERSIONS
 from tests.conftest import SERVER_NAME
-from tests.factories import add_knock, add_member, create_room, make_remote_server
+from tests.factories import (
+    OutboxView,
+    add_knock,
+    add_member,
+    create_room,
+    make_remote_server,
+)
 
 ADMIN = f"@admin:{SERVER_NAME}"
 VERSIONS = [pytest.param("10", id="v10"), pytest.param("12", id="v12")]
@@ -28,7 +34,7 @@ VERSIONS = [pytest.param("10", id="v10"), pytest.param("12", id="v12")]
 class InviteEnv:
     admin: RoomAdmin
     store: Store
-    outbox: CollectedPdus
+    outbox: OutboxView
     config: Config
     remote: object
 
@@ -60,9 +66,8 @@ class InviteEnv:
 def env(federation_config, remote, clock):
     store = Store.open(federation_config.database_path)
     key = load_or_generate_signing_key(federation_config.resolved_signing_key_path)
-    outbox = CollectedPdus()
-    admin = RoomAdmin(store, SERVER_NAME, key, clock, outbox)
-    yield InviteEnv(admin, store, outbox, federation_config, remote)
+    admin = RoomAdmin(store, SERVER_NAME, key, clock, CollectedDestinations())
+    yield InviteEnv(admin, store, OutboxView(store), federation_config, remote)
     store.close()
 
 
@@ -80,7 +85,7 @@ def test_send_invite_request_body_and_countersigned_store(env, version):
     room_id = create_room(env.admin, version, "knock", name="Lobby")
     member_server = make_remote_server("member.test")
     add_member(env.admin, room_id, member_server.user("m"), remote=member_server)
-    env.outbox.pending.clear()
+    env.outbox.clear()
     event_id = env.run(send_invite, room_id=room_id, user_id=env.invitee, reason="welcome")
 
     ((target, authorization, body),) = env.remote.invites
@@ -166,7 +171,7 @@ def test_remote_failure_stores_nothing(env, version, mode, errcode, status):
     env.remote.invite_mode = mode
     env.remote.hang_s = 2.0
     before = (count_events(env.store), env.store.get_forward_extremities(room_id))
-    env.outbox.pending.clear()
+    env.outbox.clear()
     error = refused(env, accept_knock, room_id=room_id, user_id=env.invitee, timeout_s=0.5)
     assert (error.errcode, error.status) == (errcode, status)
     assert len(env.remote.invites) == 1
@@ -228,7 +233,7 @@ def test_withdrawn_invite_is_sent_to_the_invitee_server_but_a_denied_knock_is_no
     member_server = make_remote_server("member.test")
     add_member(env.admin, room_id, member_server.user("m"), remote=member_server)
     env.run(send_invite, room_id=room_id, user_id=env.invitee)
-    env.outbox.pending.clear()
+    env.outbox.clear()
     rescind_id = env.admin.kick(room_id, env.invitee)
     room_version = KNOWN_ROOM_VERSIONS[version]
     ((destinations, pdu),) = env.outbox.pending
@@ -238,12 +243,12 @@ def test_withdrawn_invite_is_sent_to_the_invitee_server_but_a_denied_knock_is_no
     # a knock denial goes to the joined servers only (Synapse: the knocker's server drops it)
     knocker = f"@kay:{env.remote.server_name}"
     add_knock(env.admin, room_id, knocker, remote=env.remote)
-    env.outbox.pending.clear()
+    env.outbox.clear()
     env.admin.deny_knock(room_id, knocker)
     assert [dests for dests, _pdu in env.outbox.pending] == [["member.test"]]
 
     # a ban of an invitee is never sent to the invitee's server
     env.run(send_invite, room_id=room_id, user_id=knocker)
-    env.outbox.pending.clear()
+    env.outbox.clear()
     env.admin.ban(room_id, knocker)
     assert [dests for dests, _pdu in env.outbox.pending] == [["member.test"]]
