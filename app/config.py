@@ -73,6 +73,9 @@ class Config:
     key_fetch_timeout_s: float = 10.0
     # How long a failed key fetch is remembered before the origin is asked again.
     key_fetch_failure_backoff_s: float = 30.0
+    # Key fetches in flight per worker, for servers whose keys we hold and, as many again, for
+    # new ones (one per server at a time); a fetch finding its pool full is not made.
+    key_fetch_max_concurrent: int = 16
     # No SSRF through key fetching: outbound connections to these ranges are refused (checked on
     # the resolved addresses), unless an allowlist range also contains the address.
     federation_ip_range_denylist: list[str] = field(
@@ -187,6 +190,7 @@ def _check(config: Config) -> Config:
     for key in (
         "key_fetch_timeout_s",
         "key_fetch_failure_backoff_s",
+        "key_fetch_max_concurrent",
         "rc_federation_per_second",
         "rc_federation_burst_count",
         "request_head_timeout_s",

@@ -63,13 +63,13 @@ def create_app(
     async def lifespan(_app: Any) -> AsyncIterator[dict[str, Any]]:
         store = Store.open(config.database_path)
         signing_key = load_or_generate_signing_key(config.resolved_signing_key_path)
-        # One outbound connection pool (discovery, TLS, SSRF guard) for key fetches and sends.
+        # Outbound connection pools (discovery, TLS, SSRF guard): one for PDU delivery, and the
+        # keyring's own, so key fetches that unsigned requests cause never delay delivery.
         http = FederationHttp(config)
         keyring = Keyring(
             store,
             config,
             clock,
-            http=http,
             local_keys={key_id(signing_key): get_verify_key(signing_key)},
         )
         pdu_sender = FederationSender(
