@@ -79,6 +79,12 @@ class Store:
             return None
         return StoredServerKey(server_name, key_id, row[0], row[1], row[2])
 
+    def get_server_key_ids(self, server_name: str) -> set[str]:
+        rows = self.conn.execute(
+            "SELECT key_id FROM server_keys WHERE server_name = ?", (server_name,)
+        ).fetchall()
+        return {row[0] for row in rows}
+
     def has_server_keys(self, server_name: str) -> bool:
         row = self.conn.execute(
             "SELECT 1 FROM server_keys WHERE server_name = ? LIMIT 1", (server_name,)

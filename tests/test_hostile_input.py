@@ -84,6 +84,18 @@ def test_hostile_many_authorization_headers_are_401(env, room):
     assert env.remote.key_fetches == 0
 
 
+def test_hostile_repeated_valid_authorization_header_is_refused_unverified(env, room):
+    # Issue 21 finding 7: 350 copies of one valid header were each verified (27 ms of CPU).
+    uri = make_knock_uri(env, room)
+    good = env.remote.auth_header("GET", uri, SERVER_NAME).encode()
+    response = env.client.get(uri, headers=[(b"authorization", good)] * 350)
+    assert_error(response, 401, "M_UNAUTHORIZED")
+    assert env.remote.key_fetches == 0
+    # A few copies collapse into one signature and pass.
+    response = env.client.get(uri, headers=[(b"authorization", good)] * 3)
+    assert response.status_code == 200, response.text
+
+
 def test_hostile_signature_from_two_origins_is_401(env, room):
     uri = make_knock_uri(env, room)
     good = env.remote.auth_header("GET", uri, SERVER_NAME)

@@ -146,7 +146,14 @@ class Keyring:
                 server_name, some_cached=len(stale) < len(wanted)
             )
             if fetched is not None:
-                self._keep(server_name, {k: fetched[k] for k in stale if k in fetched}, now_ms)
+                # The keys asked for, and fresh news of those we hold (a rotated key now in
+                # old_verify_keys must stop signing requests); never the rest of the document.
+                held = self._store.get_server_key_ids(server_name)
+                self._keep(
+                    server_name,
+                    {k: v for k, v in fetched.items() if k in stale or k in held},
+                    now_ms,
+                )
                 cached.update({k: fetched[k] for k in stale if k in fetched})
                 if any(key_id not in fetched for key_id in stale):
                     # Finding 2: the server did not list a key asked for: not again for a while.

@@ -13,6 +13,7 @@ BodyBufferMiddleware at MiddlewarePosition.BEFORE_SECURITY.
 
 import asyncio
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from connexion.lifecycle import ConnexionRequest
@@ -115,12 +116,17 @@ def _unauthorized(message: str) -> MatrixError:
 
 
 async def authenticate_request(
-    scope: Scope, server_name: str, keyring: Keyring, now_ms: int
+    scope: Scope,
+    server_name: str,
+    keyring: Keyring,
+    now_ms: int,
+    rate_limit: Callable[[str], None] | None = None,
 ) -> str:
     """Check the X-Matrix signature of the request in ``scope``; return the verified origin.
 
     SS §Request Authentication: rebuild {method, uri, origin, destination, content} as sent,
     with our own name as destination, and verify it with the origin's current keys.
+    ``rate_limit(origin)`` runs as soon as one signature has verified, before any other is.
     """
     headers = [
         value.decode("latin-1") for name, value in scope["headers"] if name == b"authorization"
@@ -143,7 +149,12 @@ async def authenticate_request(
     )
     key_ids = [key_id for key_id, _sig in auth.signatures]
     verify_keys = await keyring.get_verify_keys(auth.origin, key_ids, now_ms)
-    check_request_signature(request_json, auth, verify_keys)
+    check_request_signature(
+        request_json,
+        auth,
+        verify_keys,
+        after_first=None if rate_limit is None else lambda: rate_limit(auth.origin),
+    )
     return auth.origin
 
 
@@ -159,15 +170,16 @@ class XMatrixSecurityHandler(AbstractSecurityHandler):  # type: ignore[misc]  # 
         async def verify(request: ConnexionRequest) -> dict[str, str]:
             scope = request.scope
             state = scope["state"]
-            origin = await authenticate_request(
-                scope, state["server_name"], state["keyring"], state["clock"]()
-            )
             info = request_info(scope)
-            if info is not None:  # for the access line
-                info.origin = origin
-            # Per verified origin, before any handler work (app/http/ratelimit.py).
             limiter = state.get("rate_limiter")
-            if limiter is not None:
+
+            def rate_limit(origin: str) -> None:
+                if info is not None:  # for the access line
+                    info.origin = origin
+                # Per verified origin, before any handler work and before a second signature
+                # is verified (app/http/ratelimit.py).
+                if limiter is None:
+                    return
                 retry_after_ms = limiter.check(origin, state["clock"]())
                 if retry_after_ms is not None:
                     raise MatrixError(
@@ -175,6 +187,10 @@ class XMatrixSecurityHandler(AbstractSecurityHandler):  # type: ignore[misc]  # 
                         "Too many requests from your server",
                         retry_after_ms=retry_after_ms,
                     )
+
+            origin = await authenticate_request(
+                scope, state["server_name"], state["keyring"], state["clock"](), rate_limit
+            )
             return {"sub": origin}
 
         return verify
