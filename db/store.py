@@ -175,6 +175,17 @@ class Store:
         ).fetchall()
         return {row[0]: _parse(row[1]) for row in rows}
 
+    def get_event_room_ids(self, event_ids: Sequence[str]) -> dict[str, str]:
+        """The room of each of ``event_ids`` stored here (rejected ones included)."""
+        if not event_ids:
+            return {}
+        marks = ",".join("?" * len(event_ids))
+        rows = self.conn.execute(
+            f"SELECT event_id, room_id FROM events WHERE event_id IN ({marks})",
+            list(event_ids),
+        ).fetchall()
+        return {row[0]: row[1] for row in rows}
+
     def get_newest_stream_ordering(self, event_ids: Sequence[str]) -> int | None:
         """The newest stream position among ``event_ids``; None unless every one is stored."""
         unique = list(dict.fromkeys(event_ids))

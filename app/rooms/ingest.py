@@ -19,7 +19,13 @@ from matrix.auth_rules import CREATE_KEY, StateKey, get_auth_event_keys
 from matrix.errors import MatrixError
 from matrix.events import check_event_signature
 from matrix.ids import get_domain
-from matrix.pdu_checks import check_pdu_auth, check_pdu_format, get_redacted_if_hash_mismatch
+from matrix.pdu_checks import (
+    build_received_pdu,
+    check_pdu_auth,
+    check_pdu_format,
+    check_pdu_references_in_room,
+    get_redacted_if_hash_mismatch,
+)
 from matrix.room_versions import RoomVersion
 from matrix.types import JsonDict
 
@@ -47,6 +53,7 @@ async def accept_pdu(
     """
     # Step 1: valid for the room version (M_BAD_JSON), then the endpoint's own rules.
     check_pdu_format(pdu, room_version)
+    pdu = build_received_pdu(pdu)
     check_endpoint(pdu)
     # Step 2: signed by the sender's server (SS §Validating hashes and signatures).
     sender_server = get_domain(pdu["sender"])
@@ -66,6 +73,9 @@ async def accept_pdu(
             raise MatrixError("M_FORBIDDEN", f"The event {event_id} was rejected")
         if rejected is not None:
             return False
+        check_pdu_references_in_room(
+            event, room_id, store.get_event_room_ids([*event["prev_events"], *event["auth_events"]])
+        )
         _check_auth(store, event, room_id, room_version, is_signed_by)
         persist_and_fan_out(
             store,
