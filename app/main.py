@@ -150,7 +150,7 @@ def create_app(
         served = FastPathMiddleware(connexion_app, operations)
     # Ids may contain '/': both the fast path and Connexion route on a path where %2F stays
     # encoded (app/http/paths.py); rewritten once, outside both.
-    served = EncodedSlashMiddleware(served)
+    served = EncodedSlashMiddleware(served, exempt_prefix=config.docs_path)
     return AccessLogMiddleware(RequestLimitsMiddleware(served, config.max_request_uri_bytes))
 
 

@@ -106,6 +106,22 @@ def test_hostile_signature_from_two_origins_is_401(env, room):
     assert_error(response, 401, "M_UNAUTHORIZED")
 
 
+@pytest.mark.parametrize(
+    "path",
+    [
+        pytest.param("/_matrix/federation/v1/version/", id="version"),
+        pytest.param("/_matrix/key/v2/server/", id="keys"),
+        pytest.param("/_matrix/federation/v1/make_knock/%21a%3Ab/%40u%3Ac/", id="make-knock"),
+        pytest.param("/_matrix/federation/v1/version//", id="double"),
+    ],
+)
+def test_hostile_trailing_slash_is_404_not_a_redirect(env, path):
+    # Issue 21 finding 11: Starlette answered 307 with a Location built from Host.
+    response = env.client.get(path, headers={"Host": "evil.example"}, follow_redirects=False)
+    assert_error(response, 404, "M_UNRECOGNIZED")
+    assert "location" not in response.headers
+
+
 # Ids in the path -------------------------------------------------------------------------------
 
 
