@@ -133,6 +133,7 @@ def create_app(
         position=MiddlewarePosition.BEFORE_SECURITY,
         max_body_bytes=config.max_request_body_bytes,
         read_timeout_s=config.request_body_timeout_s,
+        max_buffered_bytes=config.max_buffered_body_bytes,
     )
     connexion_app.add_error_handler(MatrixError, errors.handle_matrix_error)
     connexion_app.add_error_handler(ProblemException, errors.handle_problem)

@@ -41,11 +41,22 @@ class BodyBufferMiddleware:
     """Reads each request body once (at most ``max_body_bytes``), keeps it in the scope for the
     security handler, and replays it to the rest of the stack."""
 
-    def __init__(self, app: ASGIApp, *, max_body_bytes: int, read_timeout_s: float | None = None):
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        max_body_bytes: int,
+        read_timeout_s: float | None = None,
+        max_buffered_bytes: int | None = None,
+    ):
         self.app = app
         self.max_body_bytes = max_body_bytes
         # A slow-loris body (trickled byte by byte) is cut off after this long.
         self.read_timeout_s = read_timeout_s
+        # Issue 21 finding 12: bodies held at once, over every request of this worker (each
+        # counts from its first byte until its request is answered); past it, 429.
+        self.max_buffered_bytes = max_buffered_bytes
+        self.buffered_bytes = 0
 
     def _too_large(self) -> MatrixError:
         return MatrixError(
@@ -65,9 +76,29 @@ class BodyBufferMiddleware:
                 if declared > self.max_body_bytes:
                     # Refuse before reading a byte of it.
                     raise self._too_large()
+        held = [0]  # this request's share of buffered_bytes
+        try:
+            await self._buffer_and_call(scope, receive, send, held)
+        finally:
+            self.buffered_bytes -= held[0]
+
+    def _hold(self, held: list[int], size: int) -> None:
+        if (
+            self.max_buffered_bytes is not None
+            and self.buffered_bytes + size > self.max_buffered_bytes
+        ):
+            raise MatrixError(
+                "M_LIMIT_EXCEEDED", "Too many request bodies in flight", retry_after_ms=1000
+            )
+        self.buffered_bytes += size
+        held[0] += size
+
+    async def _buffer_and_call(
+        self, scope: Scope, receive: Receive, send: Send, held: list[int]
+    ) -> None:
         try:
             async with asyncio.timeout(self.read_timeout_s):
-                body = await self._read_body(receive)
+                body = await self._read_body(receive, held)
         except TimeoutError:
             raise MatrixError(
                 "M_UNKNOWN", "Timed out reading the request body", status=408
@@ -94,7 +125,7 @@ class BodyBufferMiddleware:
 
         await self.app(scope, replay, send)
 
-    async def _read_body(self, receive: Receive) -> bytes | None:
+    async def _read_body(self, receive: Receive, held: list[int]) -> bytes | None:
         """The whole body, refusing it as soon as it passes the cap; None if the client left."""
         chunks: list[bytes] = []
         total = 0
@@ -106,6 +137,7 @@ class BodyBufferMiddleware:
             total += len(chunk)
             if total > self.max_body_bytes:
                 raise self._too_large()
+            self._hold(held, len(chunk))
             chunks.append(chunk)
             if not message.get("more_body", False):
                 return b"".join(chunks)
