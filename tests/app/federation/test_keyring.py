@@ -160,8 +160,9 @@ def _stored_rows(store, server_name):
 
 
 def test_keyring_keeps_only_asked_keys_when_document_is_bloated(federation_config, clock, remote):
-    # Finding 1: 2,400 fresh old_verify_keys per answer were all kept, in memory and on disk.
-    remote.mode = "bloated"
+    # Finding 1: 2,400 fresh old_verify_keys per answer were all kept, in memory and on disk;
+    # now answers are at most 64 KiB (about 600 keys), and only the asked key is kept.
+    remote.mode, remote.bloat_keys = "bloated", 600
     store = Store.open(federation_config.database_path)
 
     async def body(keyring):
@@ -180,6 +181,15 @@ def test_keyring_keeps_only_asked_keys_when_document_is_bloated(federation_confi
     assert remote.key_fetches == 3
     assert cached == 1
     assert _stored_rows(store, remote.server_name) == 1
+
+
+def test_keyring_refuses_an_oversized_key_document(federation_config, clock, remote):
+    remote.mode = "bloated"  # 2,400 keys: about 230 KB
+
+    async def body(keyring):
+        return await keyring.get_verify_keys(remote.server_name, [remote.key_id], clock())
+
+    assert _run(federation_config, clock, body) == {}
 
 
 def test_keyring_stored_rows_are_capped_per_server_and_expire(federation_config, clock, remote):
