@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-$(shell cat pyproject.toml requirements.lock | cksum
 FUZZ_EXAMPLES ?= 2000
 SOAK_MINUTES ?= 10
 
-.PHONY: venv serve test fuzz lint fmt docs check bench interop soak crash clean
+.PHONY: venv serve test fuzz lint fmt docs check bench interop soak crash hostile clean
 
 $(STAMP): pyproject.toml requirements.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -43,6 +43,9 @@ soak: venv
 
 crash: venv
 	$(BIN)/python scripts/crash_test.py
+
+hostile: venv
+	$(BIN)/python scripts/hostile_peers.py
 
 interop: venv
 	bash interop/run.sh

@@ -73,6 +73,9 @@ class Config:
     key_fetch_timeout_s: float = 10.0
     # How long a failed key fetch is remembered before the origin is asked again.
     key_fetch_failure_backoff_s: float = 30.0
+    # Key fetches in flight per worker, for servers whose keys we hold and, as many again, for
+    # new ones (one per server at a time); a fetch finding its pool full is not made.
+    key_fetch_max_concurrent: int = 16
     # No SSRF through key fetching: outbound connections to these ranges are refused (checked on
     # the resolved addresses), unless an allowlist range also contains the address.
     federation_ip_range_denylist: list[str] = field(
@@ -89,6 +92,10 @@ class Config:
     request_body_timeout_s: float = 30.0
     max_request_head_bytes: int = 65536
     max_request_uri_bytes: int = 8192
+    # Per worker: open connections (past it, 503 and close), and request bodies held in memory
+    # at once, summed over requests (past it, 429 M_LIMIT_EXCEEDED).
+    max_connections: int = 4096
+    max_buffered_body_bytes: int = 64 * 1024 * 1024
     extra: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     @property
@@ -187,6 +194,7 @@ def _check(config: Config) -> Config:
     for key in (
         "key_fetch_timeout_s",
         "key_fetch_failure_backoff_s",
+        "key_fetch_max_concurrent",
         "rc_federation_per_second",
         "rc_federation_burst_count",
         "request_head_timeout_s",
@@ -196,6 +204,12 @@ def _check(config: Config) -> Config:
             raise ConfigError(f"config key '{key}': must be positive")
     if config.max_request_head_bytes < 4096:
         raise ConfigError("config key 'max_request_head_bytes': must be at least 4096")
+    if config.max_connections < 1:
+        raise ConfigError("config key 'max_connections': must be at least 1")
+    if config.max_buffered_body_bytes < config.max_request_body_bytes:
+        raise ConfigError(
+            "config key 'max_buffered_body_bytes': must be at least max_request_body_bytes"
+        )
     if config.max_request_uri_bytes < 1024:
         raise ConfigError("config key 'max_request_uri_bytes': must be at least 1024")
     if config.docs_path and not config.docs_path.startswith("/"):

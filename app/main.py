@@ -63,13 +63,13 @@ def create_app(
     async def lifespan(_app: Any) -> AsyncIterator[dict[str, Any]]:
         store = Store.open(config.database_path)
         signing_key = load_or_generate_signing_key(config.resolved_signing_key_path)
-        # One outbound connection pool (discovery, TLS, SSRF guard) for key fetches and sends.
+        # Outbound connection pools (discovery, TLS, SSRF guard): one for PDU delivery, and the
+        # keyring's own, so key fetches that unsigned requests cause never delay delivery.
         http = FederationHttp(config)
         keyring = Keyring(
             store,
             config,
             clock,
-            http=http,
             local_keys={key_id(signing_key): get_verify_key(signing_key)},
         )
         pdu_sender = FederationSender(
@@ -139,6 +139,7 @@ def create_app(
         position=MiddlewarePosition.BEFORE_SECURITY,
         max_body_bytes=config.max_request_body_bytes,
         read_timeout_s=config.request_body_timeout_s,
+        max_buffered_bytes=config.max_buffered_body_bytes,
     )
     connexion_app.add_error_handler(MatrixError, errors.handle_matrix_error)
     connexion_app.add_error_handler(ProblemException, errors.handle_problem)
@@ -156,7 +157,7 @@ def create_app(
         served = FastPathMiddleware(connexion_app, operations)
     # Ids may contain '/': both the fast path and Connexion route on a path where %2F stays
     # encoded (app/http/paths.py); rewritten once, outside both.
-    served = EncodedSlashMiddleware(served)
+    served = EncodedSlashMiddleware(served, exempt_prefix=config.docs_path)
     return AccessLogMiddleware(RequestLimitsMiddleware(served, config.max_request_uri_bytes))
 
 

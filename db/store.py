@@ -86,8 +86,26 @@ class Store:
             return None
         return StoredServerKey(server_name, key_id, row[0], row[1], row[2])
 
-    def store_server_keys(self, keys: list[StoredServerKey], fetched_ts: int) -> None:
-        """Insert or replace the keys learned from one key response, atomically."""
+    def get_server_key_ids(self, server_name: str) -> set[str]:
+        rows = self.conn.execute(
+            "SELECT key_id FROM server_keys WHERE server_name = ?", (server_name,)
+        ).fetchall()
+        return {row[0] for row in rows}
+
+    def has_server_keys(self, server_name: str) -> bool:
+        row = self.conn.execute(
+            "SELECT 1 FROM server_keys WHERE server_name = ? LIMIT 1", (server_name,)
+        ).fetchone()
+        return row is not None
+
+    def store_server_keys(
+        self,
+        keys: list[StoredServerKey],
+        fetched_ts: int,
+        keep_per_server: int | None = None,
+    ) -> None:
+        """Insert or replace the keys learned from one key response, atomically; with
+        ``keep_per_server``, only that many most recently fetched rows of each server remain."""
         with self.conn:
             self.conn.executemany(
                 "INSERT OR REPLACE INTO server_keys"
@@ -105,6 +123,22 @@ class Store:
                     for k in keys
                 ],
             )
+            if keep_per_server is not None:
+                for server_name in {k.server_name for k in keys}:
+                    self.conn.execute(
+                        "DELETE FROM server_keys WHERE server_name = ? AND key_id NOT IN"
+                        " (SELECT key_id FROM server_keys WHERE server_name = ?"
+                        "  ORDER BY fetched_ts DESC, key_id LIMIT ?)",
+                        (server_name, server_name, keep_per_server),
+                    )
+
+    def delete_server_keys_fetched_before(self, fetched_ts: int) -> int:
+        """Forget keys fetched before ``fetched_ts``; how many rows went."""
+        with self.conn:
+            cursor = self.conn.execute(
+                "DELETE FROM server_keys WHERE fetched_ts < ?", (fetched_ts,)
+            )
+        return cursor.rowcount
 
     # Rooms and events: reads ----------------------------------------------------------------
     # Hot-path reads are point lookups on a primary key or index; none scans a room.
@@ -147,6 +181,17 @@ class Store:
             list(event_ids),
         ).fetchall()
         return {row[0]: _parse(row[1]) for row in rows}
+
+    def get_event_room_ids(self, event_ids: Sequence[str]) -> dict[str, str]:
+        """The room of each of ``event_ids`` stored here (rejected ones included)."""
+        if not event_ids:
+            return {}
+        marks = ",".join("?" * len(event_ids))
+        rows = self.conn.execute(
+            f"SELECT event_id, room_id FROM events WHERE event_id IN ({marks})",
+            list(event_ids),
+        ).fetchall()
+        return {row[0]: row[1] for row in rows}
 
     def get_newest_stream_ordering(self, event_ids: Sequence[str]) -> int | None:
         """The newest stream position among ``event_ids``; None unless every one is stored."""

@@ -6,10 +6,21 @@ import re
 from matrix.errors import MatrixError
 from matrix.room_versions import EventIdFormat, RoomVersion
 
-# APPX §Server Name: dns-name = 1*255dns-char; dns-char = DIGIT / ALPHA / "-" / ".".
-_DNS_NAME = re.compile(r"[A-Za-z0-9.-]{1,255}")
-# APPX §Server Name: IPv4address = 1*3DIGIT "." 1*3DIGIT "." 1*3DIGIT "." 1*3DIGIT.
-_IPV4_ADDRESS = re.compile(r"[0-9]{1,3}(?:\.[0-9]{1,3}){3}")
+# APPX §Server Name: dns-name = 1*255dns-char; dns-char = DIGIT / ALPHA / "-" / ".". Read with
+# RFC 1123 §2.1 (which the appendix's "DNS name" means): dot-separated labels of 1-63
+# characters, so no empty label ("a..b", ".", a trailing dot). IDNA and httpx refuse those.
+_DNS_LABEL = re.compile(r"[A-Za-z0-9-]{1,63}")
+MAX_DNS_NAME_CHARS = 255
+# APPX §Server Name: IPv4address = 1*3DIGIT "." 1*3DIGIT "." 1*3DIGIT "." 1*3DIGIT, read as
+# the canonical dotted quad (each part 0-255, no leading zero): "127.000.000.007" and
+# "0177.0.0.7" are other spellings of an address, which resolvers read differently.
+_IPV4_ADDRESS = re.compile(
+    r"(?:25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])(?:\.(?:25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])){3}"
+)
+# A name whose last label is a number (decimal or 0x-hex) is an IPv4 address to resolvers
+# (inet_aton; WHATWG URL §host parsing "ends in a number"): "2130706437", "0x7f000005" and
+# "0x7f.0.0.5" all reach 127.0.0.5. Such a host must be the canonical dotted quad.
+_NUMERIC_LABEL = re.compile(r"[0-9]+|0[xX][0-9A-Fa-f]*")
 # APPX §Server Name: IPv6address = 2*45IPv6char; IPv6char = DIGIT / %x41-46 / %x61-66 / ":" / ".".
 _IPV6_ADDRESS = re.compile(r"[0-9A-Fa-f:.]{2,45}")
 # APPX §Server Name: port = 1*5DIGIT.
@@ -72,8 +83,13 @@ def strip_port(server_name: str) -> str:
 def is_ip_literal(server_name: str) -> bool:
     """Whether the host part of ``server_name`` is an IPv4 or bracketed IPv6 literal."""
     host = strip_port(server_name)
-    # APPX §Server Name: hostname = IPv4address / "[" IPv6address "]" / dns-name.
-    return host.startswith("[") or _IPV4_ADDRESS.fullmatch(host) is not None
+    # APPX §Server Name: hostname = IPv4address / "[" IPv6address "]" / dns-name. A host that
+    # resolvers read as a number is an IP literal too, whatever its spelling (server ACLs).
+    return host.startswith("[") or _ends_in_number(host)
+
+
+def _ends_in_number(host: str) -> bool:
+    return _NUMERIC_LABEL.fullmatch(host.rsplit(".", 1)[-1]) is not None
 
 
 def _is_valid_host(host: str) -> bool:
@@ -87,8 +103,25 @@ def _is_valid_host(host: str) -> bool:
         except ValueError:
             return False
         return True
-    # APPX §Server Name: an IPv4address is also a valid dns-name, so one pattern covers both.
-    return _DNS_NAME.fullmatch(host) is not None
+    if _ends_in_number(host):
+        return _IPV4_ADDRESS.fullmatch(host) is not None
+    return len(host) <= MAX_DNS_NAME_CHARS and all(
+        _is_dns_label(label) for label in host.split(".")
+    )
+
+
+def _is_dns_label(label: str) -> bool:
+    if _DNS_LABEL.fullmatch(label) is None:
+        return False
+    if label[:4].lower() != "xn--":
+        return True
+    # RFC 5890 §2.3.2.1: an "xn--" label is an A-label, the punycode of a U-label; one that does
+    # not decode (e.g. "xn--zz") names nothing and breaks IDNA in the HTTP and TLS layers.
+    try:
+        label[4:].encode("ascii").decode("punycode")
+    except UnicodeError:
+        return False
+    return True
 
 
 def parse_server_name(s: str) -> str:

@@ -1,6 +1,6 @@
 """Checks on any PDU received from another server (SS §Checks performed on receipt of a PDU)."""
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 from matrix.auth_rules import StateMap, check_auth_events_selection, check_auth_rules
 from matrix.canonical import check_canonical_json, encode_canonical_json
@@ -91,6 +91,44 @@ def check_pdu_format(event: JsonDict, room_version: RoomVersion) -> None:
         # CS §Size limits: these are at most 255 bytes.
         if isinstance(value, str) and len(value.encode("utf-8")) > 255:
             raise _bad_json(f"'{key}' is longer than 255 bytes")
+
+
+# SS §PDUs: ``unsigned`` is covered by neither hashes nor signatures, so a sender can put
+# anything there; the PDU schema names only ``age``. As Synapse does
+# (federation_base._strip_unsigned_values), a received PDU keeps only ``age``, plus the stripped
+# room state a membership may carry (``invite_room_state``, ``knock_room_state``); a non-object
+# becomes {} (issue 21, finding 9).
+UNSIGNED_KEPT = frozenset({"age"})
+UNSIGNED_KEPT_MEMBER = frozenset({"age", "invite_room_state", "knock_room_state"})
+
+
+def build_received_pdu(event: JsonDict) -> JsonDict:
+    """``event`` with ``unsigned`` cut down to what may be stored and relayed."""
+    if "unsigned" not in event:
+        return event
+    unsigned = event["unsigned"]
+    kept = UNSIGNED_KEPT_MEMBER if event.get("type") == "m.room.member" else UNSIGNED_KEPT
+    filtered = (
+        {k: v for k, v in unsigned.items() if k in kept} if isinstance(unsigned, dict) else {}
+    )
+    return {**event, "unsigned": filtered}
+
+
+def check_pdu_references_in_room(
+    event: JsonDict, room_id: str, known_room_ids: Mapping[str, str]
+) -> None:
+    """prev_events and auth_events must be events of the event's own room (M_FORBIDDEN).
+
+    ``known_room_ids`` maps each referenced event known here to its room; unknown ones are left
+    to the later steps. The spec is silent; Synapse refuses an auth event of another room
+    (event_auth.check_state_independent_auth_rules), and a prev_event of another room would make
+    the event a forward extremity of the wrong room (issue 21, finding 8).
+    """
+    for key in ("prev_events", "auth_events"):
+        for event_id in event[key]:
+            found = known_room_ids.get(event_id)
+            if found is not None and found != room_id:
+                raise MatrixError("M_FORBIDDEN", f"{key} holds {event_id} of another room")
 
 
 def get_redacted_if_hash_mismatch(event: JsonDict, room_version: RoomVersion) -> JsonDict:

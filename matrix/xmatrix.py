@@ -1,7 +1,7 @@
 """X-Matrix request signing: the Authorization header grammar and the signed request object."""
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,6 +32,10 @@ _QUOTED_RE = re.compile(r'"((?:[\t \x21\x23-\x5b\x5d-\x7e\x80-\xff]|\\[\t \x21-\
 _QUOTED_PAIR_RE = re.compile(r"\\(.)", re.DOTALL)
 _OWS = " \t"
 _KNOWN_PARAMS = {"origin", "destination", "key", "sig"}
+# SS §Request Authentication sets no number of Authorization headers. Synapse collapses them
+# into one signature per key id (a dict) and so do we; a server has one or two keys at a time,
+# so more X-Matrix headers than this are refused before any is verified (issue 21, finding 7).
+MAX_AUTHORIZATION_HEADERS = 8
 
 
 @dataclass(frozen=True)
@@ -115,11 +119,16 @@ def parse_authorization_headers(values: list[str]) -> XMatrixAuth:
     """
     origin: str | None = None
     destination: str | None = None
-    signatures: list[tuple[str, str]] = []
+    # key id -> sig; a repeated key id keeps its last signature, as Synapse's dict does.
+    signatures: dict[str, str] = {}
+    count = 0
     for value in values:
         text = _split_scheme(value.strip(_OWS))
         if text is None:
             continue
+        count += 1
+        if count > MAX_AUTHORIZATION_HEADERS:
+            raise _malformed(f"more than {MAX_AUTHORIZATION_HEADERS} X-Matrix headers")
         params = _parse_params(text)
         for required in ("origin", "key", "sig"):
             if not params.get(required):
@@ -132,10 +141,10 @@ def parse_authorization_headers(values: list[str]) -> XMatrixAuth:
             if destination is not None and header_destination != destination:
                 raise _malformed("headers name different destinations")
             destination = header_destination
-        signatures.append((params["key"], params["sig"]))
+        signatures[params["key"]] = params["sig"]
     if origin is None:
         raise MatrixError(_UNAUTHORIZED, "Missing X-Matrix Authorization header")
-    return XMatrixAuth(origin=origin, destination=destination, signatures=tuple(signatures))
+    return XMatrixAuth(origin=origin, destination=destination, signatures=tuple(signatures.items()))
 
 
 def build_request_json(
@@ -201,12 +210,15 @@ def check_request_signature(
     request_json: JsonDict,
     auth: XMatrixAuth,
     verify_keys: Mapping[str, VerifyKey],
+    after_first: Callable[[], None] | None = None,
 ) -> None:
     """Check the header's signatures over ``request_json`` (built by build_request_json).
 
     ``verify_keys`` holds the origin's keys that may authenticate a request now. As in Synapse,
     every signature whose key we hold must verify and at least one must; signatures by keys we
-    do not hold are ignored.
+    do not hold are ignored. ``after_first`` runs once the first signature has verified (the
+    origin is then known), before any other is: the per-origin rate limit goes there, so an
+    origin over its limit cannot make us verify more than one signature per request.
     """
     # APPX §Checking for a Signature: the signed bytes are the canonical JSON of the object
     # without "signatures" and "unsigned" (build_request_json has neither at its top level).
@@ -229,5 +241,7 @@ def check_request_signature(
                 _UNAUTHORIZED, f"Invalid signature for {auth.origin} key {key_id}"
             ) from exc
         checked += 1
+        if checked == 1 and after_first is not None:
+            after_first()
     if not checked:
         raise MatrixError(_UNAUTHORIZED, f"No valid key of {auth.origin} for this request")

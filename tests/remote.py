@@ -2,6 +2,7 @@
 
 import asyncio
 import contextlib
+import secrets
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -35,6 +36,7 @@ FAULT_MODES = (
     "wrong_server_name",
     "bad_signature",
     "refuse",
+    "bloated",
 )
 
 
@@ -65,7 +67,9 @@ class RemoteHomeserver:
     ``key_fetches`` counts requests to its key endpoint. ``mode`` switches that endpoint into a
     fault: hang (sleep past the fetcher's timeout), garbage (not JSON), nan (a NaN literal),
     deep (runaway nesting), wrong_server_name,
-    bad_signature; ``refuse()`` stops the server so connections are refused.
+    bad_signature, bloated (``bloat_keys`` fresh made-up old_verify_keys in every answer, as
+    a hostile origin would serve to fill our key store); ``refuse()`` stops the server so
+    connections are refused.
     """
 
     __test__ = False
@@ -81,6 +85,7 @@ class RemoteHomeserver:
         # When set, the key document's valid_until_ts (else now + a day, as we publish).
         self.valid_until_ts: int | None = None
         self.key_fetches = 0
+        self.bloat_keys = 2400
         self.server_name = ""
         self.base_url = ""
         self._lock = threading.Lock()
@@ -222,6 +227,14 @@ class RemoteHomeserver:
         if mode == "wrong_server_name":
             return JSONResponse(self.key_document("someone-else.example"))
         document = self.key_document()
+        if mode == "bloated":
+            old_keys = dict(self.old_verify_keys)
+            for _ in range(self.bloat_keys):
+                old_keys[f"ed25519:{secrets.token_hex(8)}"] = {
+                    "key": encode_base64(secrets.token_bytes(32)),
+                    "expired_ts": self.clock(),
+                }
+            document = build_server_keys(self.server_name, self.signing_key, old_keys, self.clock())
         if mode == "bad_signature":
             impostor = generate_signing_key(self.signing_key.version)
             document = build_server_keys(

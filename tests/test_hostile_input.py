@@ -84,6 +84,18 @@ def test_hostile_many_authorization_headers_are_401(env, room):
     assert env.remote.key_fetches == 0
 
 
+def test_hostile_repeated_valid_authorization_header_is_refused_unverified(env, room):
+    # Issue 21 finding 7: 350 copies of one valid header were each verified (27 ms of CPU).
+    uri = make_knock_uri(env, room)
+    good = env.remote.auth_header("GET", uri, SERVER_NAME).encode()
+    response = env.client.get(uri, headers=[(b"authorization", good)] * 350)
+    assert_error(response, 401, "M_UNAUTHORIZED")
+    assert env.remote.key_fetches == 0
+    # A few copies collapse into one signature and pass.
+    response = env.client.get(uri, headers=[(b"authorization", good)] * 3)
+    assert response.status_code == 200, response.text
+
+
 def test_hostile_signature_from_two_origins_is_401(env, room):
     uri = make_knock_uri(env, room)
     good = env.remote.auth_header("GET", uri, SERVER_NAME)
@@ -92,6 +104,22 @@ def test_hostile_signature_from_two_origins_is_401(env, room):
         uri, headers=[(b"authorization", good.encode()), (b"authorization", other.encode())]
     )
     assert_error(response, 401, "M_UNAUTHORIZED")
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        pytest.param("/_matrix/federation/v1/version/", id="version"),
+        pytest.param("/_matrix/key/v2/server/", id="keys"),
+        pytest.param("/_matrix/federation/v1/make_knock/%21a%3Ab/%40u%3Ac/", id="make-knock"),
+        pytest.param("/_matrix/federation/v1/version//", id="double"),
+    ],
+)
+def test_hostile_trailing_slash_is_404_not_a_redirect(env, path):
+    # Issue 21 finding 11: Starlette answered 307 with a Location built from Host.
+    response = env.client.get(path, headers={"Host": "evil.example"}, follow_redirects=False)
+    assert_error(response, 404, "M_UNRECOGNIZED")
+    assert "location" not in response.headers
 
 
 # Ids in the path -------------------------------------------------------------------------------

@@ -123,3 +123,57 @@ def test_security_captured_send_knock_replayed_elsewhere_is_401(env):
     count = len(stored_events(env.store, room_id))
     assert env.client.put(uri, json=event, headers=captured).status_code == 200
     assert len(stored_events(env.store, room_id)) == count
+
+
+# Received PDUs (issue 21) ----------------------------------------------------------------------
+
+
+def test_security_send_knock_prev_events_of_another_room_is_403(env):
+    # Finding 8: the knock became a forward extremity of its room built on another room's event.
+    room_id = create_room(env.admin, "12", "knock")
+    other_room = create_room(env.admin, "12", "knock")
+    other_tip = env.store.get_forward_extremities(other_room)[0][0]
+    event, event_id = test_send_knock.mutate(
+        env, room_id, "12", lambda d: d.update(prev_events=[other_tip])
+    )
+    count = len(stored_events(env.store, room_id))
+    extremities = env.store.get_forward_extremities(room_id)
+    assert_error(test_send_knock.send_knock(env, room_id, event_id, event), 403, "M_FORBIDDEN")
+    assert len(stored_events(env.store, room_id)) == count
+    assert env.store.get_forward_extremities(room_id) == extremities
+
+
+def test_security_send_knock_auth_events_of_another_room_is_403(env):
+    room_id = create_room(env.admin, "11", "knock")
+    other_room = create_room(env.admin, "11", "knock")
+    other_state = env.store.get_current_state_ids(other_room)
+
+    def swap(draft):
+        own = env.store.get_current_state_ids(room_id)
+        by_id = {event_id: key for key, event_id in own.items()}
+        draft["auth_events"] = [other_state[by_id[a]] for a in draft["auth_events"]]
+
+    event, event_id = test_send_knock.mutate(env, room_id, "11", swap)
+    count = len(stored_events(env.store, room_id))
+    assert_error(test_send_knock.send_knock(env, room_id, event_id, event), 403, "M_FORBIDDEN")
+    assert len(stored_events(env.store, room_id)) == count
+
+
+def test_security_send_knock_unsigned_keeps_only_what_the_spec_allows(env):
+    # Finding 9: unsigned (covered by no signature) was stored verbatim and would be relayed.
+    room_id = create_room(env.admin, "12", "knock")
+    event, event_id = test_send_knock.complete(env, test_send_knock.knock_draft(env, room_id), "12")
+    stripped = [
+        {"type": "m.room.name", "state_key": "", "content": {"name": "x"}, "sender": "@a:b"}
+    ]
+    event["unsigned"] = {
+        "age": 5,
+        "knock_room_state": stripped,
+        "m.relations": {"spoofed": True},
+        "redacted_because": {"type": "m.room.redaction"},
+        "transaction_id": "leak",
+    }
+    response = test_send_knock.send_knock(env, room_id, event_id, event)
+    assert response.status_code == 200, response.text
+    stored = dict(stored_events(env.store, room_id))[event_id]
+    assert stored["unsigned"] == {"age": 5, "knock_room_state": stripped}

@@ -13,6 +13,7 @@ from signedjson.types import SigningKey
 
 from app.config import Config
 from app.federation.ip_guard import GuardedTransport, IpRangeGuard
+from app.federation.lru import LruCache
 from matrix.canonical import encode_canonical_json, parse_json_object
 from matrix.errors import MatrixError
 from matrix.ids import is_ip_literal, parse_server_name, split_server_name
@@ -28,12 +29,20 @@ WELL_KNOWN_MAX_BYTES = 50 * 1024
 # for a day and remembers a failure for a few minutes before asking again.
 WELL_KNOWN_CACHE_S = 24 * 60 * 60
 WELL_KNOWN_FAILURE_CACHE_S = 10 * 60
+WELL_KNOWN_CACHE_ENTRIES = 10_000
 # Bounds every single outbound request; callers bound whole operations with asyncio.timeout.
 REQUEST_TIMEOUT_S = 30.0
 
 
 class FederationRequestError(Exception):
     """An outbound federation request failed: unreachable, refused, too large or not JSON."""
+
+
+# Everything the HTTP stack raises for a name or peer it cannot use: transport failures
+# (httpx.HTTPError), URLs it refuses (httpx.InvalidURL), names IDNA or ssl cannot encode
+# (UnicodeError, a ValueError), sockets (OSError). Each becomes FederationRequestError, so a
+# peer-chosen name never turns into a 500 (issue 21, finding 4).
+OUTBOUND_ERRORS = (httpx.HTTPError, httpx.InvalidURL, httpx.StreamError, ValueError, OSError)
 
 
 @dataclass(frozen=True)
@@ -95,7 +104,13 @@ class FederationHttp:
     follow the same discovery and TLS rules.
     """
 
-    def __init__(self, config: Config, *, transport: httpx.AsyncBaseTransport | None = None):
+    def __init__(
+        self,
+        config: Config,
+        *,
+        transport: httpx.AsyncBaseTransport | None = None,
+        timeout_s: float = REQUEST_TIMEOUT_S,
+    ):
         ssl_context = build_ssl_context(config)
         if transport is None:
             # Every connection (redirects included) is checked against the IP ranges.
@@ -104,14 +119,20 @@ class FederationHttp:
             )
             transport = GuardedTransport(ssl_context, guard)
         # TLS verification lives in the transport (a client given one ignores ``verify``).
+        # httpx's own per-phase timeouts (connect and TLS handshake included) close the socket
+        # they give up on; a cancellation from outside (asyncio.timeout) in the TLS handshake
+        # leaves it to the garbage collector (httpcore closes on Exception only).
         self._client = httpx.AsyncClient(
-            timeout=REQUEST_TIMEOUT_S,
+            timeout=timeout_s,
             follow_redirects=False,
             transport=transport,
             max_redirects=5,
         )
-        # server name -> (monotonic expiry, delegated server name or None)
-        self._well_known: dict[str, tuple[float, str | None]] = {}
+        # server name -> (monotonic expiry, delegated server name or None); bounded (LRU), so
+        # made-up names cannot grow it (issue 21, finding 6).
+        self._well_known: LruCache[str, tuple[float, str | None]] = LruCache(
+            WELL_KNOWN_CACHE_ENTRIES
+        )
 
     async def aclose(self) -> None:
         await self._client.aclose()
@@ -145,11 +166,11 @@ class FederationHttp:
         try:
             delegated = await self._fetch_well_known(hostname)
             lifetime = WELL_KNOWN_CACHE_S
-        except (httpx.HTTPError, FederationRequestError) as exc:
+        except (*OUTBOUND_ERRORS, FederationRequestError) as exc:
             # SS: any error fetching or parsing the file means "no delegation".
             logger.info("No .well-known delegation for %s: %s", hostname, exc)
             lifetime = WELL_KNOWN_FAILURE_CACHE_S
-        self._well_known[hostname] = (now + lifetime, delegated)
+        self._well_known.set(hostname, (now + lifetime, delegated))
         return delegated
 
     async def _fetch_well_known(self, hostname: str) -> str | None:
@@ -182,7 +203,26 @@ class FederationHttp:
         content: bytes | None = None,
         max_bytes: int,
     ) -> tuple[int, Any]:
-        """Send a request to ``destination`` (a server name) and return (status, parsed JSON)."""
+        """Send a request to ``destination`` (a server name) and return (status, parsed JSON).
+
+        Raises FederationRequestError for any failure to reach, talk to or read the peer.
+        """
+        try:
+            return await self._request_json(
+                method, destination, path_and_query, headers, content, max_bytes
+            )
+        except OUTBOUND_ERRORS as exc:
+            raise FederationRequestError(f"{type(exc).__name__}: {exc}") from exc
+
+    async def _request_json(
+        self,
+        method: str,
+        destination: str,
+        path_and_query: str,
+        headers: dict[str, str] | None,
+        content: bytes | None,
+        max_bytes: int,
+    ) -> tuple[int, Any]:
         address = await self.resolve(destination)
         request_headers = {"Host": address.host_header, **(headers or {})}
         if content is not None:

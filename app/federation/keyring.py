@@ -1,26 +1,53 @@
-"""Remote servers' verify keys: cached in memory and SQLite, fetched from the origin when needed."""
+"""Remote servers' verify keys: cached in memory and SQLite, fetched from the origin when needed.
+
+What one unauthenticated request can cost is bounded (issue 21): only the keys a request or event
+asks for are kept (at most MAX_KEY_IDS_PER_LOOKUP a lookup), in an LRU in memory and at most
+MAX_STORED_KEYS_PER_SERVER rows per server on disk, rows expire; a server is not asked again for a
+while after a fetch that failed or did not hold the key asked for (per server, not per key id); and
+fetches in flight are capped, separately for servers we hold keys of and for new ones.
+"""
 
 import asyncio
 import logging
 from collections.abc import Callable, Iterable, Mapping
 
-import httpx
 from signedjson.types import VerifyKey
 from unpaddedbase64 import encode_base64
 
 from app.config import Config
 from app.federation.client import FederationHttp, FederationRequestError
+from app.federation.lru import LruCache
 from db.store import Store, StoredServerKey
-from matrix.server_keys import CachedKey, KeyResponseError, check_key_response
+from matrix.errors import MatrixError
+from matrix.ids import parse_server_name
+from matrix.server_keys import (
+    MAX_KEY_VALIDITY_MS,
+    CachedKey,
+    KeyResponseError,
+    check_key_response,
+)
 from matrix.xmatrix import decode_verify_key
 
 logger = logging.getLogger(__name__)
 
-# A key document is well under a kilobyte per key; this is generous.
-KEY_RESPONSE_MAX_BYTES = 256 * 1024
+# A key document is about 100 bytes per key: 64 KiB holds some 600 retired keys, far more than
+# any server keeps. Parsing and checking it holds the event loop about 0.3 ms per KiB, so a
+# hostile origin's 256 KiB answers cost 70 ms of stall each (issue 21, measured by make hostile).
+KEY_RESPONSE_MAX_BYTES = 64 * 1024
 KEY_PATH = "/_matrix/key/v2/server"
-# Bound the memory of made-up key ids: past this, expired entries are dropped.
-MAX_MISSING_KEYS_REMEMBERED = 10_000
+# A request names one key id per Authorization header (capped in matrix/xmatrix.py) and an
+# event one per signature; past this many distinct ids, the rest are not looked up.
+MAX_KEY_IDS_PER_LOOKUP = 8
+# In memory, per worker: keys, and servers not to ask again yet (LRU; a forgotten entry costs at
+# most one more fetch or lookup).
+MAX_CACHED_KEYS = 10_000
+MAX_TRACKED_SERVERS = 10_000
+# On disk: a server rotates keys rarely; keep its most recently fetched ones.
+MAX_STORED_KEYS_PER_SERVER = 16
+# Rows fetched longer ago than this are deleted: a current key is stale by then anyway (its
+# lifetime is capped at fetch + 7 days, rooms v5), and an old key is fetched again if needed.
+STORED_KEY_RETENTION_MS = MAX_KEY_VALIDITY_MS
+EXPIRY_INTERVAL_MS = 60 * 60 * 1000
 
 Clock = Callable[[], int]
 
@@ -50,19 +77,29 @@ class Keyring:
         self._backoff_ms = int(config.key_fetch_failure_backoff_s * 1000)
         self._clock = clock
         self._owns_http = http is None
-        self._http = http or FederationHttp(config)
-        self._keys: dict[tuple[str, str], CachedKey] = {}
-        # Negative caches, both until a clock time in ms: a server whose last fetch failed, and
-        # key ids a server did not list when we last asked (so made-up key ids cannot make us
-        # fetch on every request).
-        self._server_backoff: dict[str, int] = {}
-        self._missing_key_backoff: dict[tuple[str, str], int] = {}
+        # Its own pool (not delivery's), with phase timeouts within the whole fetch's bound.
+        self._http = http or FederationHttp(config, timeout_s=self._timeout_s)
+        self._keys: LruCache[tuple[str, str], CachedKey] = LruCache(MAX_CACHED_KEYS)
+        # Negative cache, until a clock time in ms: a server whose last fetch failed or did not
+        # list a key id asked for. Per server, so made-up key ids cannot make us fetch on every
+        # request (a new key of a rotating server is picked up after the backoff).
+        self._server_backoff: LruCache[str, int] = LruCache(MAX_TRACKED_SERVERS)
         # Single flight: one fetch per server at a time; every waiter shares its outcome.
-        self._inflight: dict[str, asyncio.Task[None]] = {}
+        self._inflight: dict[str, asyncio.Task[dict[str, CachedKey] | None]] = {}
+        # Fetches in flight, capped apart for servers we hold keys of (refreshes) and for new
+        # ones, so made-up origins cannot hold every slot; a fetch finding its pool full is not
+        # made (the request is unauthenticated, nothing is remembered).
+        self._max_slots = config.key_fetch_max_concurrent
+        self._known_slots = config.key_fetch_max_concurrent
+        self._new_slots = config.key_fetch_max_concurrent
+        self._next_expiry_ms = 0
 
     async def aclose(self) -> None:
-        for task in self._inflight.values():
+        tasks = list(self._inflight.values())
+        for task in tasks:
             task.cancel()
+        # Let the cancelled fetches close their connections before the pool goes.
+        await asyncio.gather(*tasks, return_exceptions=True)
         if self._owns_http:
             await self._http.aclose()
 
@@ -93,18 +130,36 @@ class Keyring:
         now_ms: int,
         usable: Callable[[CachedKey], bool],
     ) -> dict[str, VerifyKey]:
-        wanted = list(dict.fromkeys(key_ids))
+        wanted = list(dict.fromkeys(key_ids))[:MAX_KEY_IDS_PER_LOOKUP]
         if server_name == self._server_name:
             return {k: self._local_keys[k] for k in wanted if k in self._local_keys}
+        # Names reach here from headers and events (origins, join_authorised_via_users_server):
+        # one that is not a server name has no keys, and is never handed to the HTTP client.
+        try:
+            parse_server_name(server_name)
+        except MatrixError:
+            return {}
         cached = {key_id: self._cached(server_name, key_id) for key_id in wanted}
         stale = [
-            key_id
-            for key_id in wanted
-            if self._needs_fetch(server_name, key_id, cached[key_id], now_ms)
+            key_id for key_id, entry in cached.items() if entry is None or entry.is_stale(now_ms)
         ]
-        if stale and await self._fetch_if_allowed(server_name, wanted, now_ms):
-            # Only what the fetch may have changed is looked up again.
-            cached.update({key_id: self._cached(server_name, key_id) for key_id in stale})
+        if stale:
+            fetched = await self._fetch_if_allowed(
+                server_name, some_cached=len(stale) < len(wanted)
+            )
+            if fetched is not None:
+                # The keys asked for, and fresh news of those we hold (a rotated key now in
+                # old_verify_keys must stop signing requests); never the rest of the document.
+                held = self._store.get_server_key_ids(server_name)
+                self._keep(
+                    server_name,
+                    {k: v for k, v in fetched.items() if k in stale or k in held},
+                    now_ms,
+                )
+                cached.update({k: fetched[k] for k in stale if k in fetched})
+                if any(key_id not in fetched for key_id in stale):
+                    # Finding 2: the server did not list a key asked for: not again for a while.
+                    self._back_off(server_name)
         return {
             key_id: entry.verify_key
             for key_id, entry in cached.items()
@@ -123,46 +178,77 @@ class Keyring:
         except ValueError:  # pragma: no cover - we only ever store checked keys
             return None
         cached = CachedKey(verify_key, stored.valid_until_ts, stored.expired_ts)
-        self._keys[(server_name, key_id)] = cached
+        self._keys.set((server_name, key_id), cached)
         return cached
 
-    def _needs_fetch(
-        self, server_name: str, key_id: str, cached: CachedKey | None, now_ms: int
-    ) -> bool:
-        if cached is not None:
-            return cached.is_stale(now_ms)
-        return self._missing_key_backoff.get((server_name, key_id), 0) <= now_ms
+    def _is_known(self, server_name: str) -> bool:
+        return self._store.has_server_keys(server_name)
 
-    async def _fetch_if_allowed(self, server_name: str, key_ids: list[str], now_ms: int) -> bool:
-        """Fetch (or join the fetch under way) unless the server is backing off; whether one ran."""
-        if self._server_backoff.get(server_name, 0) > now_ms:
-            logger.debug("Not fetching keys of %s: a recent fetch failed", server_name)
-            return False
+    def _back_off(self, server_name: str) -> None:
+        self._server_backoff.set(server_name, self._clock() + self._backoff_ms)
+
+    async def _fetch_if_allowed(
+        self, server_name: str, *, some_cached: bool
+    ) -> dict[str, CachedKey] | None:
+        """The keys of the fetch run (or joined) now; None when none ran (backing off, no free
+        slot) or it failed."""
+        backoff_until = self._server_backoff.get(server_name)
+        if backoff_until is not None:
+            if backoff_until > self._clock():
+                logger.debug("Not fetching keys of %s: backing off", server_name)
+                return None
+            self._server_backoff.pop(server_name)
         task = self._inflight.get(server_name)
         if task is None:
-            task = asyncio.create_task(self._fetch(server_name, key_ids, now_ms))
+            known = some_cached or self._is_known(server_name)
+            if not self._take_slot(known):
+                logger.warning(
+                    "Not fetching keys of %s: %d key fetches already in flight",
+                    server_name,
+                    self._max_slots,
+                )
+                return None
+            task = asyncio.create_task(self._fetch(server_name))
             self._inflight[server_name] = task
-            task.add_done_callback(lambda _t: self._inflight.pop(server_name, None))
+
+            def done(_task: object) -> None:
+                self._inflight.pop(server_name, None)
+                self._release_slot(known)
+
+            task.add_done_callback(done)
         # shield: a waiter that gives up (client gone) must not cancel the others' fetch.
-        await asyncio.shield(task)
+        return await asyncio.shield(task)
+
+    def _take_slot(self, known: bool) -> bool:
+        if known:
+            if self._known_slots <= 0:
+                return False
+            self._known_slots -= 1
+        else:
+            if self._new_slots <= 0:
+                return False
+            self._new_slots -= 1
         return True
 
-    async def _fetch(self, server_name: str, key_ids: list[str], now_ms: int) -> None:
+    def _release_slot(self, known: bool) -> None:
+        if known:
+            self._known_slots += 1
+        else:
+            self._new_slots += 1
+
+    async def _fetch(self, server_name: str) -> dict[str, CachedKey] | None:
+        now_ms = self._clock()
         try:
-            async with asyncio.timeout(self._timeout_s):
+            # The whole fetch, slow drips included; a second past the phase timeouts so those
+            # (which close their sockets) normally fire first.
+            async with asyncio.timeout(self._timeout_s + 1):
                 status, document = await self._http.request_json(
                     "GET", server_name, KEY_PATH, max_bytes=KEY_RESPONSE_MAX_BYTES
                 )
             if status != 200:
                 raise KeyResponseError(f"status {status}")
             keys = check_key_response(document, server_name, now_ms)
-        except (
-            TimeoutError,
-            OSError,
-            httpx.HTTPError,
-            FederationRequestError,
-            KeyResponseError,
-        ) as exc:
+        except (TimeoutError, FederationRequestError, KeyResponseError) as exc:
             logger.warning(
                 "Fetching the keys of %s failed (%s: %s); not retrying for %.0fs",
                 server_name,
@@ -170,8 +256,17 @@ class Keyring:
                 exc,
                 self._backoff_ms / 1000,
             )
-            self._server_backoff[server_name] = self._clock() + self._backoff_ms
+            self._back_off(server_name)
+            return None
+        logger.info("Fetched keys of %s (%d in the document)", server_name, len(keys))
+        return keys
+
+    def _keep(self, server_name: str, keys: Mapping[str, CachedKey], now_ms: int) -> None:
+        """Cache and store the keys asked for (finding 1: never a whole hostile document)."""
+        if not keys:
             return
+        for key_id, key in keys.items():
+            self._keys.set((server_name, key_id), key)
         self._store.store_server_keys(
             [
                 StoredServerKey(
@@ -184,16 +279,12 @@ class Keyring:
                 for key_id, key in keys.items()
             ],
             fetched_ts=now_ms,
+            keep_per_server=MAX_STORED_KEYS_PER_SERVER,
         )
-        for key_id, key in keys.items():
-            self._keys[(server_name, key_id)] = key
-        self._server_backoff.pop(server_name, None)
-        if len(self._missing_key_backoff) > MAX_MISSING_KEYS_REMEMBERED:
-            now = self._clock()
-            self._missing_key_backoff = {
-                k: until for k, until in self._missing_key_backoff.items() if until > now
-            }
-        for key_id in key_ids:
-            if key_id not in keys:
-                self._missing_key_backoff[(server_name, key_id)] = self._clock() + self._backoff_ms
-        logger.info("Fetched keys of %s: %s", server_name, ", ".join(sorted(keys)))
+        if now_ms >= self._next_expiry_ms:
+            self._next_expiry_ms = now_ms + EXPIRY_INTERVAL_MS
+            deleted = self._store.delete_server_keys_fetched_before(
+                now_ms - STORED_KEY_RETENTION_MS
+            )
+            if deleted:
+                logger.info("Deleted %d server keys fetched over a week ago", deleted)

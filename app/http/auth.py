@@ -13,6 +13,7 @@ BodyBufferMiddleware at MiddlewarePosition.BEFORE_SECURITY.
 
 import asyncio
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from connexion.lifecycle import ConnexionRequest
@@ -40,11 +41,22 @@ class BodyBufferMiddleware:
     """Reads each request body once (at most ``max_body_bytes``), keeps it in the scope for the
     security handler, and replays it to the rest of the stack."""
 
-    def __init__(self, app: ASGIApp, *, max_body_bytes: int, read_timeout_s: float | None = None):
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        max_body_bytes: int,
+        read_timeout_s: float | None = None,
+        max_buffered_bytes: int | None = None,
+    ):
         self.app = app
         self.max_body_bytes = max_body_bytes
         # A slow-loris body (trickled byte by byte) is cut off after this long.
         self.read_timeout_s = read_timeout_s
+        # Issue 21 finding 12: bodies held at once, over every request of this worker (each
+        # counts from its first byte until its request is answered); past it, 429.
+        self.max_buffered_bytes = max_buffered_bytes
+        self.buffered_bytes = 0
 
     def _too_large(self) -> MatrixError:
         return MatrixError(
@@ -64,9 +76,29 @@ class BodyBufferMiddleware:
                 if declared > self.max_body_bytes:
                     # Refuse before reading a byte of it.
                     raise self._too_large()
+        held = [0]  # this request's share of buffered_bytes
+        try:
+            await self._buffer_and_call(scope, receive, send, held)
+        finally:
+            self.buffered_bytes -= held[0]
+
+    def _hold(self, held: list[int], size: int) -> None:
+        if (
+            self.max_buffered_bytes is not None
+            and self.buffered_bytes + size > self.max_buffered_bytes
+        ):
+            raise MatrixError(
+                "M_LIMIT_EXCEEDED", "Too many request bodies in flight", retry_after_ms=1000
+            )
+        self.buffered_bytes += size
+        held[0] += size
+
+    async def _buffer_and_call(
+        self, scope: Scope, receive: Receive, send: Send, held: list[int]
+    ) -> None:
         try:
             async with asyncio.timeout(self.read_timeout_s):
-                body = await self._read_body(receive)
+                body = await self._read_body(receive, held)
         except TimeoutError:
             raise MatrixError(
                 "M_UNKNOWN", "Timed out reading the request body", status=408
@@ -93,7 +125,7 @@ class BodyBufferMiddleware:
 
         await self.app(scope, replay, send)
 
-    async def _read_body(self, receive: Receive) -> bytes | None:
+    async def _read_body(self, receive: Receive, held: list[int]) -> bytes | None:
         """The whole body, refusing it as soon as it passes the cap; None if the client left."""
         chunks: list[bytes] = []
         total = 0
@@ -105,6 +137,7 @@ class BodyBufferMiddleware:
             total += len(chunk)
             if total > self.max_body_bytes:
                 raise self._too_large()
+            self._hold(held, len(chunk))
             chunks.append(chunk)
             if not message.get("more_body", False):
                 return b"".join(chunks)
@@ -115,12 +148,17 @@ def _unauthorized(message: str) -> MatrixError:
 
 
 async def authenticate_request(
-    scope: Scope, server_name: str, keyring: Keyring, now_ms: int
+    scope: Scope,
+    server_name: str,
+    keyring: Keyring,
+    now_ms: int,
+    rate_limit: Callable[[str], None] | None = None,
 ) -> str:
     """Check the X-Matrix signature of the request in ``scope``; return the verified origin.
 
     SS §Request Authentication: rebuild {method, uri, origin, destination, content} as sent,
     with our own name as destination, and verify it with the origin's current keys.
+    ``rate_limit(origin)`` runs as soon as one signature has verified, before any other is.
     """
     headers = [
         value.decode("latin-1") for name, value in scope["headers"] if name == b"authorization"
@@ -143,7 +181,12 @@ async def authenticate_request(
     )
     key_ids = [key_id for key_id, _sig in auth.signatures]
     verify_keys = await keyring.get_verify_keys(auth.origin, key_ids, now_ms)
-    check_request_signature(request_json, auth, verify_keys)
+    check_request_signature(
+        request_json,
+        auth,
+        verify_keys,
+        after_first=None if rate_limit is None else lambda: rate_limit(auth.origin),
+    )
     return auth.origin
 
 
@@ -159,15 +202,16 @@ class XMatrixSecurityHandler(AbstractSecurityHandler):  # type: ignore[misc]  # 
         async def verify(request: ConnexionRequest) -> dict[str, str]:
             scope = request.scope
             state = scope["state"]
-            origin = await authenticate_request(
-                scope, state["server_name"], state["keyring"], state["clock"]()
-            )
             info = request_info(scope)
-            if info is not None:  # for the access line
-                info.origin = origin
-            # Per verified origin, before any handler work (app/http/ratelimit.py).
             limiter = state.get("rate_limiter")
-            if limiter is not None:
+
+            def rate_limit(origin: str) -> None:
+                if info is not None:  # for the access line
+                    info.origin = origin
+                # Per verified origin, before any handler work and before a second signature
+                # is verified (app/http/ratelimit.py).
+                if limiter is None:
+                    return
                 retry_after_ms = limiter.check(origin, state["clock"]())
                 if retry_after_ms is not None:
                     raise MatrixError(
@@ -175,6 +219,10 @@ class XMatrixSecurityHandler(AbstractSecurityHandler):  # type: ignore[misc]  # 
                         "Too many requests from your server",
                         retry_after_ms=retry_after_ms,
                     )
+
+            origin = await authenticate_request(
+                scope, state["server_name"], state["keyring"], state["clock"](), rate_limit
+            )
             # A server that reaches us is up: if our deliveries to it were backed off, retry
             # now (Synapse does the same). A set lookup unless it was backed off.
             sender = state.get("pdu_sender")

@@ -6,6 +6,7 @@ forever; and with httptools (what ``http="auto"`` picks when installed) nothing 
 of a request head (``h11_max_incomplete_event_size`` only applies to h11). Here a request head
 must be complete within ``head_timeout_s`` of its first byte (or of the connection opening) and
 within ``max_head_bytes``; otherwise the client gets 408 or 431 Matrix JSON and is disconnected.
+A connection past ``max_connections`` open ones gets 503 M_LIMIT_EXCEEDED and is closed at once.
 Bodies have their own deadline in the app (BodyBufferMiddleware).
 """
 
@@ -21,11 +22,16 @@ from matrix.errors import MatrixError
 
 logger = logging.getLogger(__name__)
 
-_REASONS = {408: b"Request Timeout", 431: b"Request Header Fields Too Large"}
+_REASONS = {
+    408: b"Request Timeout",
+    431: b"Request Header Fields Too Large",
+    503: b"Service Unavailable",
+}
+_ERRCODES = {431: "M_TOO_LARGE", 503: "M_LIMIT_EXCEEDED"}
 
 
 def _refusal(status: int, message: str) -> bytes:
-    errcode = "M_TOO_LARGE" if status == 431 else "M_UNKNOWN"
+    errcode = _ERRCODES.get(status, "M_UNKNOWN")
     status, body, _ = render_error(MatrixError(errcode, message, status=status))
     return b"".join(
         [
@@ -41,6 +47,7 @@ def _refusal(status: int, message: str) -> bytes:
 class GuardedHttpToolsProtocol(HttpToolsProtocol):
     head_timeout_s: float = Config.request_head_timeout_s
     max_head_bytes: int = Config.max_request_head_bytes
+    max_connections: int = Config.max_connections
 
     def __init__(self, *args: Any, **kwargs: Any):
         super().__init__(*args, **kwargs)
@@ -77,6 +84,11 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
+        # Issue 21 finding 12: a global cap on open connections (per worker), so idle or slow
+        # clients cannot take every file descriptor; one over the cap is told so and closed.
+        if len(self.server_state.connections) > self.max_connections:
+            self._refuse(503, f"More than {self.max_connections} open connections")
+            return
         # A client that connects and sends nothing is cut off too.
         self._arm_head_timer()
 
@@ -115,6 +127,7 @@ def protocol_for(config: Config) -> type[GuardedHttpToolsProtocol]:
         {
             "head_timeout_s": config.request_head_timeout_s,
             "max_head_bytes": config.max_request_head_bytes,
+            "max_connections": config.max_connections,
         },
     )
 
@@ -131,5 +144,6 @@ class EnvironmentHttpToolsProtocol(GuardedHttpToolsProtocol):
             config = load_config()
             cls.head_timeout_s = config.request_head_timeout_s
             cls.max_head_bytes = config.max_request_head_bytes
+            cls.max_connections = config.max_connections
             cls._loaded = True
         super().__init__(*args, **kwargs)

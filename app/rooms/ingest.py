@@ -20,7 +20,13 @@ from matrix.auth_rules import CREATE_KEY, StateKey, get_auth_event_keys
 from matrix.errors import MatrixError
 from matrix.events import check_event_signature
 from matrix.ids import get_domain
-from matrix.pdu_checks import check_pdu_auth, check_pdu_format, get_redacted_if_hash_mismatch
+from matrix.pdu_checks import (
+    build_received_pdu,
+    check_pdu_auth,
+    check_pdu_format,
+    check_pdu_references_in_room,
+    get_redacted_if_hash_mismatch,
+)
 from matrix.room_versions import RoomVersion
 from matrix.types import JsonDict
 
@@ -65,6 +71,7 @@ async def accept_pdu(
     """
     # Step 1: valid for the room version (M_BAD_JSON), then the endpoint's own rules.
     check_pdu_format(pdu, room_version)
+    pdu = build_received_pdu(pdu)
     check_endpoint(pdu)
     # Step 2: signed by the sender's server (SS §Validating hashes and signatures).
     sender_server = get_domain(pdu["sender"])
@@ -87,6 +94,9 @@ async def accept_pdu(
         if rejected is not None:
             stored = store.get_event(event_id)
             return AcceptedPdu(stored if stored is not None else event, event_id, is_new=False)
+        check_pdu_references_in_room(
+            event, room_id, store.get_event_room_ids([*event["prev_events"], *event["auth_events"]])
+        )
         _check_auth(store, event, room_id, room_version, is_signed_by)
         persist_and_fan_out(
             store,

@@ -72,6 +72,16 @@ ALLOW_ALL = {"allow": ["*"]}
         ),
         pytest.param("1.2.3.4", {"allow": ["*"], "allow_ip_literals": None}, True, id="ip-null"),
         pytest.param("good.com", {"allow": ["*"], "allow_ip_literals": False}, True, id="dns-ok"),
+        # Issue 21 finding 10: other spellings of 127.0.0.5 are IP literals too.
+        pytest.param(
+            "2130706437", {"allow": ["*"], "allow_ip_literals": False}, False, id="ip-decimal"
+        ),
+        pytest.param(
+            "0x7f000005:8448", {"allow": ["*"], "allow_ip_literals": False}, False, id="ip-hex"
+        ),
+        pytest.param(
+            "0x7f.0.0.5", {"allow": ["*"], "allow_ip_literals": False}, False, id="ip-hex-octet"
+        ),
         pytest.param("[::1]:8448", {"allow": ["[::1]"]}, True, id="ipv6-brackets-kept"),
         pytest.param("[::1]:8448", {"allow": ["::1"]}, False, id="ipv6-needs-brackets"),
         pytest.param("1.2.3.4", {"allow": ["*"], "deny": ["1.2.3.*"]}, False, id="ip-glob-deny"),

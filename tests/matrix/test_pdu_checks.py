@@ -6,7 +6,9 @@ import pytest
 
 from matrix.errors import MatrixError
 from matrix.pdu_checks import (
+    build_received_pdu,
     check_pdu_format,
+    check_pdu_references_in_room,
     check_transaction_format,
     get_redacted_if_hash_mismatch,
 )
@@ -60,6 +62,54 @@ def test_redacted_copy_only_on_hash_mismatch():
     tampered["content"]["reason"] = "changed"
     redacted = get_redacted_if_hash_mismatch(tampered, V12)
     assert redacted["content"] == {"membership": "knock"}
+
+
+# Issue 21: what a received PDU may keep and reference ------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("event_type", "unsigned", "kept"),
+    [
+        pytest.param(
+            "m.room.member",
+            {"age": 1, "knock_room_state": [], "x": 2},
+            {"age": 1, "knock_room_state": []},
+            id="member-knock-state",
+        ),
+        pytest.param(
+            "m.room.member",
+            {"invite_room_state": [], "m.relations": {}},
+            {"invite_room_state": []},
+            id="member-invite-state",
+        ),
+        pytest.param(
+            "m.room.message",
+            {"age": 1, "knock_room_state": []},
+            {"age": 1},
+            id="other-type-age-only",
+        ),
+        pytest.param("m.room.member", "not an object", {}, id="not-an-object"),
+    ],
+)
+def test_build_received_pdu_keeps_only_allowed_unsigned(event_type, unsigned, kept):
+    event = {"type": event_type, "content": {}, "unsigned": unsigned}
+    assert build_received_pdu(event) == {"type": event_type, "content": {}, "unsigned": kept}
+    assert event["unsigned"] == unsigned  # the input is not changed
+
+
+def test_build_received_pdu_without_unsigned_is_unchanged():
+    event = {"type": "m.room.member", "content": {}}
+    assert build_received_pdu(event) is event
+
+
+def test_check_pdu_references_in_room_refuses_events_of_another_room():
+    event = {"prev_events": ["$p"], "auth_events": ["$a", "$unknown"]}
+    check_pdu_references_in_room(event, "!r:x", {"$p": "!r:x", "$a": "!r:x"})
+    for known in ({"$p": "!other:x"}, {"$a": "!other:x"}):
+        with pytest.raises(MatrixError) as raised:
+            check_pdu_references_in_room(event, "!r:x", known)
+        assert raised.value.errcode == "M_FORBIDDEN"
+        assert raised.value.status == 403
 
 
 @pytest.mark.parametrize(

@@ -5,6 +5,7 @@ from signedjson.key import generate_signing_key, get_verify_key
 
 from matrix.errors import MatrixError
 from matrix.xmatrix import (
+    MAX_AUTHORIZATION_HEADERS,
     XMatrixAuth,
     build_request_json,
     check_request_signature,
@@ -235,3 +236,44 @@ def test_xmatrix_decode_verify_key_wants_32_bytes():
     assert decode_verify_key("ed25519:k1", encoded).version == "k1"
     with pytest.raises(ValueError, match="32 bytes"):
         decode_verify_key("ed25519:k1", encode_base64(b"short"))
+
+
+def test_xmatrix_parse_repeated_key_id_collapses_to_one_signature():
+    # Issue 21 finding 7: each copy was verified; Synapse keeps one signature per key id.
+    header = f'X-Matrix origin="o.example",key="{KEY}",sig="one"'
+    last = f'X-Matrix origin="o.example",key="{KEY}",sig="last"'
+    auth = parse_authorization_headers([header] * (MAX_AUTHORIZATION_HEADERS - 1) + [last])
+    assert auth.signatures == ((KEY, "last"),)
+
+
+def test_xmatrix_parse_too_many_headers_is_unauthorized():
+    header = f'X-Matrix origin="o.example",key="{KEY}",sig="one"'
+    with pytest.raises(MatrixError) as raised:
+        parse_authorization_headers([header] * 350)
+    assert raised.value.errcode == "M_UNAUTHORIZED"
+    assert raised.value.status == 401
+    # Other schemes do not count.
+    assert parse_authorization_headers(["Bearer x"] * 50 + [header]).signatures == ((KEY, "one"),)
+
+
+def test_xmatrix_check_signature_runs_after_first_before_the_second():
+    key, auth = _signed()
+    second = generate_signing_key("k2")
+    signed_twice = XMatrixAuth(
+        auth.origin, auth.destination, (*auth.signatures, ("ed25519:k2", "AAAA"))
+    )
+    request = build_request_json("GET", "/_matrix/federation/v1/x", "o.example", "d.example")
+    keys = {"ed25519:k1": get_verify_key(key), "ed25519:k2": get_verify_key(second)}
+    calls = []
+
+    def limited():
+        calls.append(1)
+        raise MatrixError("M_LIMIT_EXCEEDED", "slow down")
+
+    with pytest.raises(MatrixError) as raised:
+        check_request_signature(request, signed_twice, keys, after_first=limited)
+    # The limit answered, not the (bad) second signature: it was never verified.
+    assert raised.value.errcode == "M_LIMIT_EXCEEDED"
+    assert calls == [1]
+    check_request_signature(request, auth, keys, after_first=lambda: calls.append(2))
+    assert calls == [1, 2]

@@ -11,6 +11,7 @@ import pytest
 from app.federation.client import (
     FederationClient,
     FederationHttp,
+    FederationRequestError,
     ServerAddress,
 )
 from app.main import create_app
@@ -191,5 +192,6 @@ def test_federation_client_rejects_untrusted_certificates(tls_app_url, remote, t
         finally:
             await client.aclose()
 
-    with pytest.raises(httpx.ConnectError):
+    with pytest.raises(FederationRequestError) as exc_info:
         asyncio.run(main())
+    assert isinstance(exc_info.value.__cause__, httpx.ConnectError)

@@ -2,11 +2,10 @@
 
 import asyncio
 
-import httpx
 import pytest
 
 from app.config import DEFAULT_IP_RANGE_DENYLIST, ConfigError, load_config
-from app.federation.client import FederationHttp
+from app.federation.client import FederationHttp, FederationRequestError
 from app.federation.ip_guard import IpRangeGuard
 from tests.conftest import SERVER_NAME
 from tests.handlers.knock_env import assert_error
@@ -101,7 +100,7 @@ def denying_config(tmp_path, test_ca):
 @pytest.mark.parametrize("host", ["127.0.0.1", "localhost"], ids=["ip-literal", "dns-name"])
 def test_outbound_guard_refuses_loopback_before_connecting(denying_config, remote, host):
     port = remote.server_name.rsplit(":", 1)[1]
-    with pytest.raises(httpx.ConnectError, match="denylist"):
+    with pytest.raises(FederationRequestError, match="denylist"):
         _fetch(denying_config, f"{host}:{port}")
     assert remote.key_fetches == 0
 

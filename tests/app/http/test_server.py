@@ -216,3 +216,70 @@ def test_server_other_connections_are_served_meanwhile(server):
     assert fast.recv(65536).startswith(b"HTTP/1.1 200")
     for sock in [*slow, fast]:
         sock.close()
+
+
+# Global caps (issue 21, finding 12) -----------------------------------------------------------
+
+MAX_CONNECTIONS = 4
+
+
+@pytest.fixture
+def capped_server(tmp_path) -> Iterator[tuple[str, int]]:
+    config = load_config(
+        environ={
+            "ANTECHAMBER_SERVER_NAME": SERVER_NAME,
+            "ANTECHAMBER_DATA_DIR": str(tmp_path / "data"),
+            "ANTECHAMBER_MAX_CONNECTIONS": str(MAX_CONNECTIONS),
+            "ANTECHAMBER_MAX_BUFFERED_BODY_BYTES": str(MAX_BODY),
+        }
+    )
+    with serve_in_thread(create_app(config), http=protocol_for(config)) as url:
+        host, port = url.removeprefix("http://").split(":")
+        yield host, int(port)
+
+
+def test_server_connection_over_the_cap_is_503_and_closed(capped_server):
+    idle = [connect(capped_server) for _ in range(MAX_CONNECTIONS)]
+    time.sleep(0.2)
+    extra = connect(capped_server)
+    status, body = status_and_json(read_all(extra, 5))
+    extra.close()
+    assert (status, body["errcode"]) == (503, "M_LIMIT_EXCEEDED")
+    for sock in idle:
+        sock.close()
+    time.sleep(0.2)
+    again = connect(capped_server)
+    again.sendall(
+        b"GET /_matrix/federation/v1/version HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    status, _ = status_and_json(read_all(again, 5))
+    again.close()
+    assert status == 200
+
+
+def _withheld_body(server, declared: int, sent: int) -> socket.socket:
+    sock = connect(server)
+    head = (
+        "PUT /_matrix/federation/v1/send_knock/%21r%3Ax/%24e HTTP/1.1\r\nHost: x\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {declared}\r\n\r\n"
+    )
+    sock.sendall(head.encode() + b"a" * sent)
+    return sock
+
+
+def test_server_bodies_buffered_at_once_are_capped(capped_server):
+    # 300 withheld 250 KB bodies held 75 MB: now the sum over requests is bounded.
+    first = _withheld_body(capped_server, 200_000, 150_000)
+    time.sleep(0.3)
+    second = _withheld_body(capped_server, 200_000, 150_000)
+    status, body = status_and_json(read_all(second, 5))
+    second.close()
+    assert (status, body["errcode"]) == (429, "M_LIMIT_EXCEEDED")
+    first.close()
+    time.sleep(0.3)
+    # The first body's bytes were released with its connection.
+    third = _withheld_body(capped_server, 200_000, 150_000)
+    third.settimeout(0.5)
+    with pytest.raises(TimeoutError):
+        third.recv(1)  # still being read, not refused
+    third.close()
