@@ -7,7 +7,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from app.cli import rooms
+from app.cli import federation, rooms
 from app.cli.output import CommandError, emit
 from app.config import Config, ConfigError, load_config
 from app.signing_key import (
@@ -178,6 +178,7 @@ def build_parser() -> argparse.ArgumentParser:
     sign.add_argument("--destination", required=True, help="the receiving server's name")
     sign.add_argument("--body", help="the JSON body of a PUT/POST")
     rooms.register(commands, add)
+    federation.register(commands, add)
     return parser
 
 
