@@ -458,6 +458,13 @@ class Store:
         ).fetchall()
         return [row[0] for row in rows]
 
+    def get_backed_off_destinations(self, now_ms: int) -> list[str]:
+        """Destinations waiting out a backoff at ``now_ms``."""
+        rows = self.conn.execute(
+            "SELECT destination FROM destinations WHERE retry_at_ts > ?", (now_ms,)
+        ).fetchall()
+        return [row[0] for row in rows]
+
     def get_retry_at(self, destination: str) -> int:
         """When ``destination`` may be tried again (0: now; also for an unknown one)."""
         row = self.conn.execute(

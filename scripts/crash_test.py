@@ -79,11 +79,48 @@ async def _load_until_killed(
     return results, killed_at
 
 
+async def _poke(server: ServerProcess, member) -> None:
+    """A signed request from ``member`` (a 404 once authenticated is enough)."""
+    uri = "/_matrix/federation/v1/event/%24nothing"
+    async with httpx.AsyncClient(base_url=server.url, timeout=10) as client:
+        for _ in range(4):  # reach every worker
+            auth = member.auth_header("GET", uri, "antechamber.test")
+            await client.get(uri, headers={"Authorization": auth, "Connection": "close"})
+
+
+async def _wait_delivered(
+    member, accepted: set[str], rooms: list[str], timeout_s: float
+) -> list[str]:
+    """Event ids of the knocks ``member`` received (each transaction id counted once)."""
+    from matrix.events import compute_event_id
+    from matrix.room_versions import KNOWN_ROOM_VERSIONS
+
+    def received() -> list[str]:
+        ids = []
+        for pdu in list(member.accepted_pdus):
+            if (
+                pdu.get("type") != "m.room.member"
+                or pdu.get("content", {}).get("membership") != "knock"
+            ):
+                continue
+            version = "12" if pdu["room_id"] == rooms[0] else "10"
+            ids.append(compute_event_id(pdu, KNOWN_ROOM_VERSIONS[version]))
+        return ids
+
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline and not accepted <= set(received()):
+        await asyncio.sleep(0.2)
+    return received()
+
+
 def run_crash_test(
     work_dir: Path, *, kill_after: int = 300, workers: int = 2, concurrency: int = 16
 ) -> dict:
     ca = remote_homeserver.TestCA(work_dir / "ca")
-    with remote_homeserver.RemoteHomeserver(ca, wall_clock_ms) as remote:
+    with (
+        remote_homeserver.RemoteHomeserver(ca, wall_clock_ms) as remote,
+        remote_homeserver.RemoteHomeserver(ca, wall_clock_ms, key_version="member1") as member,
+    ):
         server = ServerProcess(
             work_dir / "data",
             ca.ca_file,
@@ -91,7 +128,10 @@ def run_crash_test(
             extra_env={"ANTECHAMBER_RC_FEDERATION_ENABLED": "false"},
         )
         server.data_dir.mkdir(parents=True)
-        rooms = server.prepare_rooms(["12", "10"])
+        # A second server is in every room: each accepted knock is sent to it. It is down
+        # during the load, so deliveries are pending in the outbox when the server is killed.
+        rooms = server.prepare_rooms(["12", "10"], members=[member])
+        member.send_status = 503
         server.start()
         try:
             results, _ = asyncio.run(
@@ -114,6 +154,11 @@ def run_crash_test(
                     return (await send_knock(client, remote, event, event_id)).status
 
             after_restart = asyncio.run(one_more())
+            # The member server is back and says so by calling us (any signed request): its
+            # backoff is reset and every pending delivery goes out.
+            member.send_status = 200
+            asyncio.run(_poke(server, member))
+            delivered = asyncio.run(_wait_delivered(member, accepted, rooms, timeout_s=60))
         finally:
             server.stop()
         problems = check_consistency(database, rooms)
@@ -127,6 +172,10 @@ def run_crash_test(
         "missing_after_restart": missing,
         "consistency_problems": problems,
         "knock_after_restart": after_restart,
+        "undelivered_to_member": sorted(accepted - set(delivered)),
+        "delivered_twice_to_member": sorted(
+            {event_id for event_id in delivered if delivered.count(event_id) > 1}
+        ),
     }
     summary["ok"] = (
         integrity == "ok"
@@ -134,6 +183,8 @@ def run_crash_test(
         and not problems
         and after_restart == 200
         and not summary["other_statuses"]
+        and not summary["undelivered_to_member"]
+        and not summary["delivered_twice_to_member"]
     )
     return summary
 

@@ -14,6 +14,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,7 +26,7 @@ from app.signing_key import load_or_generate_signing_key
 from db.store import Store
 from matrix.events import compute_event_id, sign_event
 from matrix.room_versions import KNOWN_ROOM_VERSIONS
-from tests.factories import create_room, make_room_admin
+from tests.factories import add_member, create_room, make_room_admin
 from tests.live_server import free_port
 from tests.remote import RemoteHomeserver
 
@@ -69,13 +70,18 @@ class ServerProcess:
         )
         return env
 
-    def prepare_rooms(self, versions: list[str]) -> list[str]:
-        """Create knockable rooms in the database before the server starts."""
+    def prepare_rooms(self, versions: list[str], members: Sequence[Any] = ()) -> list[str]:
+        """Create knockable rooms in the database before the server starts; a user of each
+        server in ``members`` (remote homeservers) joins every room."""
         store = Store.open(self.data_dir / "antechamber.db")
         try:
             key = load_or_generate_signing_key(self.data_dir / "signing.key")
             admin = make_room_admin(store, SERVER_NAME, key, wall_clock_ms)
-            return [create_room(admin, version, "knock") for version in versions]
+            rooms = [create_room(admin, version, "knock") for version in versions]
+            for room_id in rooms:
+                for member in members:
+                    add_member(admin, room_id, f"@member:{member.server_name}", remote=member)
+            return rooms
         finally:
             store.close()
 

@@ -83,7 +83,11 @@ class FederationSender:
     async def _poll(self) -> None:
         while True:
             try:
-                self.notify(self._store.get_due_destinations(self._clock()))
+                now = self._clock()
+                # Backoffs recorded by any worker or before a restart: an inbound request
+                # from one of these destinations resets it.
+                self._backed_off = set(self._store.get_backed_off_destinations(now))
+                self.notify(self._store.get_due_destinations(now))
             except Exception:  # a poll failing (database locked) must not stop the next ones
                 logger.exception("Could not look for pending deliveries")
             await asyncio.sleep(self._poll_interval_s)
