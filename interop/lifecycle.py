@@ -317,6 +317,85 @@ def _describe(response: httpx.Response) -> str:
     return f"{response.status_code} {json.dumps(body)[:200]}"
 
 
+class Durable(Lifecycle):
+    """Issue 14: Synapse is down while the operator posts 20 messages and a kick; Antechamber
+    restarts; Synapse comes back: its user's /sync shows all of them."""
+
+    def run(self) -> None:
+        h = self.h
+        self.case = f"durable v{self.version}"
+        self.room_id = h.create_room(self.version, self.join_rule)
+        alice, token = self.user("alice")
+        self.action("alice knocks", "200", lambda: self.knock(token))
+        self.action(
+            "rooms accept", "exit 0", lambda: self.cli_ok("rooms", "accept", self.room_id, alice)
+        )
+        self.check(
+            "alice's /sync shows the invite", "rooms.invite", lambda: self.in_sync(token, "invite")
+        )
+
+        def join() -> tuple[bool, str]:
+            response = self.client_call(
+                "POST",
+                token,
+                f"/join/{quote(self.room_id, safe='')}",
+                params={"server_name": h.ante_name},
+                json={},
+            )
+            return response.status_code == 200, _describe(response)
+
+        self.action("alice joins through synapse", "200", join)
+        self.wait_membership("alice joined here", alice, "join")
+        h.stop("synapse")
+        notes = [f"while you were away {n} {secrets.token_hex(3)}" for n in range(20)]
+
+        def post_all() -> tuple[bool, str]:
+            for note in notes:
+                ok, got = self.cli_ok("rooms", "message", self.room_id, note)
+                if not ok:
+                    return False, got
+            return self.cli_ok("rooms", "kick", self.room_id, alice, "--reason", "later")
+
+        self.action("20 messages and a kick while synapse is down", "exit 0 each", post_all)
+        queued = self.cli_json("federation", "status")
+        pending = sum(
+            row.get("pending", 0) for row in queued if row.get("destination") == h.syn_name
+        )
+        self.action(
+            "they wait in the outbox",
+            "21 queued for synapse",
+            lambda: (pending == 21, f"{pending} queued"),
+        )
+        h.stop("antechamber")
+        h.restart("antechamber")
+        h.wait_ready("antechamber", f"{h.ante_url}/_matrix/federation/v1/version", 30)
+        h.restart("synapse")
+        h.wait_ready("synapse", f"{h.syn_url}/health", 120)
+
+        def all_arrived() -> tuple[bool, str]:
+            rooms = self.sync(token).get("rooms", {})
+            left = rooms.get("leave", {}).get(self.room_id)
+            if left is None:
+                return False, "room not under rooms.leave yet"
+            bodies = {
+                e.get("content", {}).get("body") for e in left.get("timeline", {}).get("events", [])
+            }
+            missing = [note for note in notes if note not in bodies]
+            return not missing, f"{20 - len(missing)} of 20 messages, kicked"
+
+        self.check(
+            "alice's /sync has all 20 and the kick",
+            "20 of 20 messages, kicked",
+            all_arrived,
+            limit=120,
+        )
+
+
+def durable_case(h: Harness) -> None:
+    with contextlib.suppress(Step):
+        Durable(h, "12", "knock").run()
+
+
 def lifecycle_case(h: Harness, version: str, join_rule: str) -> None:
     # A failed step was recorded by its check; the case stops there.
     with contextlib.suppress(Step):

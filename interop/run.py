@@ -33,7 +33,7 @@ from urllib.parse import quote
 
 import httpx
 import trustme
-from lifecycle import lifecycle_case  # interop/lifecycle.py, beside this script
+from lifecycle import durable_case, lifecycle_case  # interop/lifecycle.py, beside this script
 
 from app.config import DEFAULT_IP_RANGE_DENYLIST
 
@@ -76,6 +76,7 @@ class Harness:
     verbose: bool
     results: list[Result] = field(default_factory=list)
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    commands: dict[str, tuple[list[str], dict[str, str], Path]] = field(default_factory=dict)
     logs: dict[str, Path] = field(default_factory=dict)
     ca_file: Path = Path()
     ante_port: int = 0
@@ -261,7 +262,8 @@ class Harness:
             )
 
     def start(self, name: str, argv: list[str], env: dict[str, str], stdout: Path) -> None:
-        with stdout.open("wb") as handle:
+        self.commands[name] = (argv, env, stdout)
+        with stdout.open("ab") as handle:
             self.procs[name] = subprocess.Popen(
                 argv,
                 env=env,
@@ -290,6 +292,22 @@ class Harness:
                 last = f"{type(exc).__name__}: {exc}"
             time.sleep(0.3)
         raise Timeout(f"{name} not ready at {url} within {limit:.0f}s (last: {last})")
+
+    def stop(self, name: str) -> None:
+        """Stop one server (SIGTERM, then SIGKILL after 10 s); start(name) brings it back."""
+        proc = self.procs[name]
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout=10)
+
+    def restart(self, name: str) -> None:
+        """Start ``name`` again as it was first started (same port, data and log file)."""
+        argv, env, stdout = self.commands[name]
+        self.start(name, argv, env, stdout)
 
     def stop_all(self) -> None:
         for name, proc in self.procs.items():
@@ -606,6 +624,8 @@ def run_scenario(h: Harness, only: set[str] | None) -> None:
         ("lifecycle-v10", lambda: lifecycle_case(h, "10", "knock")),
         ("lifecycle-v12", lambda: lifecycle_case(h, "12", "knock")),
         ("lifecycle-knock-restricted", lambda: lifecycle_case(h, "10", "knock_restricted")),
+        # Durable delivery: Synapse down, events stored, both restarted, all delivered.
+        ("durable", lambda: durable_case(h)),
     ]
     unknown = (only or set()) - {name for name, _ in cases}
     if unknown:
