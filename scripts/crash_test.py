@@ -15,7 +15,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
+import os
+import signal
 import sys
 import tempfile
 import time
@@ -189,19 +192,97 @@ def run_crash_test(
     return summary
 
 
+def run_worker_kill_test(work_dir: Path, *, knocks: int = 500, concurrency: int = 8) -> dict:
+    """Issue 14: two workers, ``knocks`` accepted knocks into rooms shared with three member
+    servers, one worker SIGKILLed halfway (uvicorn starts a new one). Every member must receive
+    every accepted knock exactly once (by event id; each transaction id counted once, as a
+    real receiver de-duplicates). A dead worker's lease runs out after 60 s, so this takes
+    about a minute and a half."""
+    ca = remote_homeserver.TestCA(work_dir / "ca")
+    with contextlib.ExitStack() as stack:
+        remote = stack.enter_context(remote_homeserver.RemoteHomeserver(ca, wall_clock_ms))
+        members = [
+            stack.enter_context(
+                remote_homeserver.RemoteHomeserver(ca, wall_clock_ms, key_version=f"m{n}")
+            )
+            for n in range(3)
+        ]
+        server = ServerProcess(
+            work_dir / "data",
+            ca.ca_file,
+            workers=2,
+            extra_env={"ANTECHAMBER_RC_FEDERATION_ENABLED": "false"},
+        )
+        server.data_dir.mkdir(parents=True)
+        rooms = server.prepare_rooms(["12", "10"], members=members)
+        server.start()
+        killed: list[int] = []
+        try:
+
+            async def load() -> list[KnockResult]:
+                results: list[KnockResult] = []
+                counter = iter(range(knocks))
+
+                async def knocker() -> None:
+                    async with httpx.AsyncClient(base_url=server.url, timeout=30) as client:
+                        for n in counter:
+                            if n == knocks // 2 and not killed:
+                                worker = server.pids()[-1]
+                                os.kill(worker, signal.SIGKILL)
+                                killed.append(worker)
+                            user = f"@w{n}:{remote.server_name}"
+                            try:
+                                event, event_id = await make_knock_event(
+                                    client, remote, rooms[n % 2], user, "worker kill"
+                                )
+                            except (httpx.HTTPError, RuntimeError):
+                                continue
+                            results.append(await send_knock(client, remote, event, event_id))
+
+                await asyncio.gather(*(knocker() for _ in range(concurrency)))
+                return results
+
+            results = asyncio.run(load())
+            accepted = {r.event_id for r in results if r.status == 200}
+            received = [
+                asyncio.run(_wait_delivered(member, accepted, rooms, timeout_s=150))
+                for member in members
+            ]
+        finally:
+            server.stop()
+    return {
+        "knocks_sent": len(results),
+        "answered_200": len(accepted),
+        "worker_killed": killed,
+        "undelivered": [len(accepted - set(ids)) for ids in received],
+        "duplicates": [len(ids) - len(set(ids)) for ids in received],
+        "ok": bool(killed)
+        and len(accepted) > knocks // 2
+        and all(accepted <= set(ids) and len(ids) == len(set(ids)) for ids in received),
+    }
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--kill-after", type=int, default=300, help="200s before the SIGKILL")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument(
+        "--kill-one-worker",
+        action="store_true",
+        help="instead: 500 knocks, three member servers, one of two workers killed halfway",
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="antechamber-crash-") as tmp:
-        summary = run_crash_test(
-            Path(tmp),
-            kill_after=args.kill_after,
-            workers=args.workers,
-            concurrency=args.concurrency,
-        )
+        if args.kill_one_worker:
+            summary = run_worker_kill_test(Path(tmp))
+        else:
+            summary = run_crash_test(
+                Path(tmp),
+                kill_after=args.kill_after,
+                workers=args.workers,
+                concurrency=args.concurrency,
+            )
     print(json.dumps(summary, indent=2))
     return 0 if summary["ok"] else 1
 
