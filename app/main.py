@@ -72,9 +72,8 @@ def create_app(
             clock,
             local_keys={key_id(signing_key): get_verify_key(signing_key)},
         )
-        pdu_sender = FederationSender(
-            store, FederationClient(config.server_name, signing_key, config, http=http), clock
-        )
+        federation = FederationClient(config.server_name, signing_key, config, http=http)
+        pdu_sender = FederationSender(store, federation, clock)
         # Deliveries left in the outbox (a restart, a crash, another worker, the CLI) go out.
         pdu_sender.start()
         state = {
@@ -88,7 +87,7 @@ def create_app(
             # the X-Matrix check tells it of each authenticated origin (resets its backoff)
             "pdu_sender": pdu_sender,
             "resident": Resident(
-                store, config.server_name, keyring, pdu_sender, clock, signing_key
+                store, config.server_name, keyring, pdu_sender, clock, signing_key, federation
             ),
             # One bucket per origin in each worker (so N workers allow up to N times the rate).
             "rate_limiter": RateLimiter(

@@ -97,6 +97,9 @@ class RemoteHomeserver:
         # PDUs of the transactions answered 200, each transaction id once (a real server
         # de-duplicates retried transactions by id, transactions.yaml).
         self.accepted_pdus: list[Any] = []
+        # What /get_missing_events answers (None: 404 M_UNRECOGNIZED), and what was asked.
+        self.missing_events: list[Any] | None = None
+        self.missing_event_requests: list[Any] = []
         self._accepted_txn_ids: set[str] = set()
         # Invites sent to this server: (request target as sent, Authorization, body).
         self.invites: list[tuple[str, str, Any]] = []
@@ -105,6 +108,11 @@ class RemoteHomeserver:
             routes=[
                 Route("/_matrix/key/v2/server", self._keys),
                 Route("/_matrix/federation/v1/send/{txn_id}", self._send, methods=["PUT"]),
+                Route(
+                    "/_matrix/federation/v1/get_missing_events/{room_id}",
+                    self._get_missing_events,
+                    methods=["POST"],
+                ),
                 Route(
                     "/_matrix/federation/v2/invite/{room_id}/{event_id}",
                     self._invite,
@@ -184,6 +192,17 @@ class RemoteHomeserver:
                 self._accepted_txn_ids.add(txn_id)
                 self.accepted_pdus.extend(body.get("pdus", []))
         return JSONResponse({"pdus": {}}, headers={"connection": "close"})
+
+    async def _get_missing_events(self, request: Request) -> Response:
+        """backfill.yaml: record the request; answer ``missing_events``."""
+        self.missing_event_requests.append(await request.json())
+        if self.missing_events is None:
+            return JSONResponse(
+                {"errcode": "M_UNRECOGNIZED", "error": "Unrecognized request"},
+                status_code=404,
+                headers={"connection": "close"},
+            )
+        return JSONResponse({"events": self.missing_events}, headers={"connection": "close"})
 
     async def _invite(self, request: Request) -> Response:
         """invites-v2.yaml: record the request; answer the event countersigned with this

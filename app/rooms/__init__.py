@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 from signedjson.types import SigningKey
 
+from app.federation.client import FederationClient
 from app.federation.keyring import Keyring
 from app.rooms.persist import PduQueue
 from db.store import Store
@@ -32,3 +33,6 @@ class Resident:
     clock: Callable[[], int]
     # Signs what this server vouches for in a received event (a restricted join's authoriser)
     signing_key: SigningKey
+    # Signed requests to other servers (fetching the events a transaction refers to); None
+    # where nothing may be fetched.
+    federation: FederationClient | None = None

@@ -167,3 +167,46 @@ def test_send_unsigned_request_is_401(env):
         json={"origin": env.remote.server_name, "origin_server_ts": 1, "pdus": []},
     )
     assert_error(response, 401, "M_UNAUTHORIZED")
+
+
+def test_send_gap_is_filled_from_the_origin_with_get_missing_events(env):
+    """SS §Backfilling and retrieving missing events: an event built on one we have not seen
+    makes us ask its origin for the gap; both are stored, oldest first."""
+    room_id = joined_room(env)
+    extremities = [e for e, _ in env.store.get_forward_extremities(room_id)]
+    first, first_id = message(env, room_id, "missed")
+    second, second_id = message(env, room_id, "pushed", prev_events=[first_id])
+    env.remote.missing_events = [first]
+    response = send_txn(env, [second])
+    assert response.json() == {"pdus": {second_id: {}}}
+    (asked,) = env.remote.missing_event_requests
+    assert asked == {
+        "earliest_events": extremities,
+        "latest_events": [second_id],
+        "limit": 10,
+        "min_depth": 0,
+    }
+    assert env.store.get_event(first_id) == first
+    assert [e for e, _ in env.store.get_forward_extremities(room_id)] == [second_id]
+
+
+def test_send_gap_the_origin_cannot_fill_is_refused_in_the_entry(env):
+    room_id = joined_room(env)
+    _first, first_id = message(env, room_id, "missed")
+    second, second_id = message(env, room_id, "pushed", prev_events=[first_id])
+    env.remote.missing_events = None  # 404
+    result = send_txn(env, [second]).json()["pdus"][second_id]
+    assert result["error"].startswith("M_FORBIDDEN")
+    assert env.store.get_event(second_id) is None
+
+
+def test_send_fetched_event_that_fails_auth_is_not_stored(env):
+    room_id = joined_room(env)
+    forged, forged_id = remote_event(
+        env, room_id, "m.room.name", {"name": "not allowed"}, state_key=""
+    )
+    second, second_id = message(env, room_id, "pushed", prev_events=[forged_id])
+    env.remote.missing_events = [forged]
+    result = send_txn(env, [second]).json()["pdus"][second_id]
+    assert "error" in result
+    assert env.store.get_event(forged_id) is None
