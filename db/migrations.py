@@ -111,6 +111,13 @@ CREATE TABLE destinations (
 ) WITHOUT ROWID;
 """
 
+_M006_SOFT_FAILED = """
+-- SS §Soft failure: an event that passes the auth rules against its auth events and the state
+-- before it but not against the current state is kept (it is served on /event and may be
+-- referenced), but it is not part of the room's state, extremities or timeline.
+ALTER TABLE events ADD COLUMN soft_failed INTEGER NOT NULL DEFAULT 0;
+"""
+
 # (name, SQL script). Append only; never edit an applied migration.
 MIGRATIONS: list[tuple[str, str]] = [
     ("001_rooms_and_events", _M001_ROOMS_AND_EVENTS),
@@ -118,6 +125,7 @@ MIGRATIONS: list[tuple[str, str]] = [
     ("003_joined_members_per_server", _M003_JOINED_MEMBERS_PER_SERVER),
     ("004_received_transactions", _M004_RECEIVED_TRANSACTIONS),
     ("005_outbox", _M005_OUTBOX),
+    ("006_soft_failed", _M006_SOFT_FAILED),
 ]
 
 

@@ -163,6 +163,13 @@ class Store:
         ).fetchone()
         return None if row is None else _parse(row[0])
 
+    def is_event_soft_failed(self, event_id: str) -> bool | None:
+        """Whether the stored event was soft-failed (SS §Soft failure); None when unknown."""
+        row = self.conn.execute(
+            "SELECT soft_failed FROM events WHERE event_id = ?", (event_id,)
+        ).fetchone()
+        return None if row is None else bool(row[0])
+
     def is_event_rejected(self, event_id: str) -> bool | None:
         """Whether the stored event was rejected by the auth rules; None when it is unknown."""
         row = self.conn.execute(
@@ -291,7 +298,8 @@ class Store:
         (admin/CLI only: it walks the stream backwards from its end)."""
         rows = self.conn.execute(
             "SELECT event_id, stream_ordering, json FROM events"
-            " WHERE room_id = ? AND rejected = 0 ORDER BY stream_ordering DESC LIMIT ?",
+            " WHERE room_id = ? AND rejected = 0 AND soft_failed = 0"
+            " ORDER BY stream_ordering DESC LIMIT ?",
             (room_id, max(limit, 0)),
         ).fetchall()
         return [StoredEvent(row[0], int(row[1]), _parse(row[2])) for row in reversed(rows)]
@@ -319,7 +327,7 @@ class Store:
         """
         row = self.conn.execute(
             "SELECT json FROM events"
-            " WHERE room_id = ? AND type = ? AND state_key = ? AND rejected = 0"
+            " WHERE room_id = ? AND type = ? AND state_key = ? AND rejected = 0 AND soft_failed = 0"
             " AND stream_ordering < ?"
             " ORDER BY stream_ordering DESC LIMIT 1",
             (room_id, event_type, state_key, stream_ordering),
@@ -332,7 +340,7 @@ class Store:
         history; state at every event is the shared-room issue's)."""
         rows = self.conn.execute(
             "SELECT type, state_key, event_id, max(stream_ordering) FROM events"
-            " WHERE room_id = ? AND state_key IS NOT NULL AND rejected = 0"
+            " WHERE room_id = ? AND state_key IS NOT NULL AND rejected = 0 AND soft_failed = 0"
             " AND stream_ordering < ? GROUP BY type, state_key",
             (room_id, stream_ordering),
         ).fetchall()
@@ -400,7 +408,7 @@ class Store:
         rows = self.conn.execute(
             "SELECT json_extract(json, '$.content.membership'), max(stream_ordering) FROM events"
             " WHERE room_id = ? AND type = 'm.room.member' AND state_key IS NOT NULL"
-            " AND rejected = 0 AND stream_ordering <= ?"
+            " AND rejected = 0 AND soft_failed = 0 AND stream_ordering <= ?"
             " AND substr(state_key, instr(state_key, ':') + 1) = ?"
             " GROUP BY state_key",
             (room_id, stream_ordering, server_name),
@@ -646,13 +654,21 @@ class Store:
     # Rooms and events: the one write path ---------------------------------------------------
 
     def persist_event(
-        self, event: JsonDict, event_id: str, room_version: str, *, rejected: bool = False
+        self,
+        event: JsonDict,
+        event_id: str,
+        room_version: str,
+        *,
+        rejected: bool = False,
+        soft_failed: bool = False,
     ) -> bool:
         """Store one PDU with its state and extremity updates in one transaction.
 
         Returns False (and writes nothing) when ``event_id`` is already stored.
         """
-        return self.persist_events([(event, event_id)], room_version, rejected=rejected)[0]
+        return self.persist_events(
+            [(event, event_id)], room_version, rejected=rejected, soft_failed=soft_failed
+        )[0]
 
     def persist_events(
         self,
@@ -660,6 +676,7 @@ class Store:
         room_version: str,
         *,
         rejected: bool = False,
+        soft_failed: bool = False,
     ) -> list[bool]:
         """Store (event, event_id) pairs of one room, in order, all in ONE transaction.
 
@@ -668,7 +685,7 @@ class Store:
         """
         with self.write_transaction():
             return [
-                self._persist_one(event, event_id, room_version, rejected)
+                self._persist_one(event, event_id, room_version, rejected, soft_failed)
                 for event, event_id in events
             ]
 
@@ -706,7 +723,12 @@ class Store:
         self._after_commit.append(callback)
 
     def _persist_one(
-        self, event: JsonDict, event_id: str, room_version: str, rejected: bool
+        self,
+        event: JsonDict,
+        event_id: str,
+        room_version: str,
+        rejected: bool,
+        soft_failed: bool = False,
     ) -> bool:
         if self.conn.execute("SELECT 1 FROM events WHERE event_id = ?", (event_id,)).fetchone():
             return False
@@ -724,7 +746,8 @@ class Store:
         state_key = event.get("state_key")
         self.conn.execute(
             "INSERT INTO events (event_id, room_id, type, state_key, sender, depth,"
-            " origin_server_ts, rejected, json) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            " origin_server_ts, rejected, soft_failed, json)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 event_id,
                 room_id,
@@ -734,11 +757,13 @@ class Store:
                 event["depth"],
                 event["origin_server_ts"],
                 int(rejected),
+                int(soft_failed),
                 encode_canonical_json(event).decode("utf-8"),
             ),
         )
-        if rejected:
-            # A rejected event is kept (so it is not fetched again) but changes nothing.
+        if rejected or soft_failed:
+            # A rejected event is kept (so it is not fetched again) but changes nothing; a
+            # soft-failed one is kept and served, but is not state, extremity or timeline.
             return True
         if isinstance(state_key, str):
             self._update_current_state(room_id, event, event_id, state_key)

@@ -147,18 +147,35 @@ def check_pdu_auth(
     current_state: StateMap,
     create_event: JsonDict | None,
     is_signed_by: Callable[[str], bool] | None = None,
-) -> None:
+    allow_soft_failure: bool = False,
+) -> bool:
     """SS §Checks performed on receipt of a PDU, steps 4-6 (M_FORBIDDEN on failure).
 
     The event must pass the auth rules against its own auth_events, against the state before it
-    (from its prev_events) and against the room's current state. Failing the current state is
-    the spec's soft failure; the callers so far (send_knock) refuse it like a rejection, as
-    knocks.yaml allows (403 M_FORBIDDEN; Synapse: "knock event was rejected").
+    (from its prev_events) and against the room's current state. Failing only the current state
+    is the spec's soft failure (§Soft failure): with ``allow_soft_failure`` (events of a
+    transaction) it returns True, and the event is stored without becoming part of the room;
+    the handshakes (send_knock, send_join, send_leave) refuse it like a rejection, as
+    knocks.yaml allows (403 M_FORBIDDEN; Synapse: "knock event was rejected"). False: passed.
     """
     # Step 4: auth_events are exactly a valid selection (rule 2 / v12 rule 3).
     check_auth_events_selection(event, auth_events, room_version)
     auth_state = {(e["type"], e["state_key"]): e for e in auth_events}
-    for state in (auth_state, state_before, current_state):
+    for state in (auth_state, state_before):
         check_auth_rules(
             event, state, room_version, create_event=create_event, is_signed_by=is_signed_by
         )
+    # Step 6
+    try:
+        check_auth_rules(
+            event,
+            current_state,
+            room_version,
+            create_event=create_event,
+            is_signed_by=is_signed_by,
+        )
+    except MatrixError:
+        if not allow_soft_failure:
+            raise
+        return True
+    return False

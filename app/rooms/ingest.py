@@ -45,6 +45,8 @@ class AcceptedPdu:
     event: JsonDict
     event_id: str
     is_new: bool
+    # SS §Soft failure: stored, but not part of the room (only with allow_soft_failure)
+    soft_failed: bool = False
 
 
 async def accept_pdu(
@@ -58,6 +60,7 @@ async def accept_pdu(
     check_endpoint: EndpointCheck,
     countersign: Countersign | None = None,
     fan_out: bool = True,
+    allow_soft_failure: bool = False,
 ) -> AcceptedPdu:
     """Check, authorise, store and fan out one PDU sent by ``origin``. An event stored already
     is answered again with nothing written. Raises MatrixError on refusal, writing nothing.
@@ -68,6 +71,8 @@ async def accept_pdu(
     restricted join it authorised). ``fan_out`` is False for events a server sends in its own
     transaction (SS §Transactions: each server sends its events to every other itself); the
     handshakes (send_join, send_leave, send_knock) relay on the sender's behalf.
+    ``allow_soft_failure`` (transactions): an event that fails only the current state is
+    stored soft-failed (SS §Soft failure) instead of refused.
     """
     # Step 1: valid for the room version (M_BAD_JSON), then the endpoint's own rules.
     check_pdu_format(pdu, room_version)
@@ -97,18 +102,31 @@ async def accept_pdu(
         check_pdu_references_in_room(
             event, room_id, store.get_event_room_ids([*event["prev_events"], *event["auth_events"]])
         )
-        _check_auth(store, event, room_id, room_version, is_signed_by)
-        persist_and_fan_out(
-            store,
-            resident.outbox if fan_out else None,
-            [(event, event_id)],
-            room_id,
-            room_version.identifier,
-            server_name=resident.server_name,
-            origin=origin,
+        soft_failed = _check_auth(
+            store, event, room_id, room_version, is_signed_by, allow_soft_failure
         )
-    logger.info("Accepted %s %s from %s in %s", event["type"], event_id, event["sender"], room_id)
-    return AcceptedPdu(event, event_id, is_new=True)
+        if soft_failed:
+            # Kept and served on /event, never relayed, not state, extremity or timeline.
+            store.persist_events([(event, event_id)], room_version.identifier, soft_failed=True)
+        else:
+            persist_and_fan_out(
+                store,
+                resident.outbox if fan_out else None,
+                [(event, event_id)],
+                room_id,
+                room_version.identifier,
+                server_name=resident.server_name,
+                origin=origin,
+            )
+    logger.info(
+        "%s %s %s from %s in %s",
+        "Soft-failed" if soft_failed else "Accepted",
+        event["type"],
+        event_id,
+        event["sender"],
+        room_id,
+    )
+    return AcceptedPdu(event, event_id, is_new=True, soft_failed=soft_failed)
 
 
 async def _get_event_verify_keys(
@@ -150,12 +168,13 @@ def _check_auth(
     room_id: str,
     room_version: RoomVersion,
     is_signed_by: Callable[[str], bool],
-) -> None:
+    allow_soft_failure: bool,
+) -> bool:
     """Steps 4-6: the auth rules against the event's auth_events, the state before it and the
-    current state (matrix/pdu_checks.py)."""
+    current state (matrix/pdu_checks.py); True when it soft-failed."""
     keys = list(dict.fromkeys([*get_auth_event_keys(event, room_version), CREATE_KEY]))
     current = store.get_current_state_events(room_id, keys)
-    check_pdu_auth(
+    return check_pdu_auth(
         event,
         room_version,
         auth_events=_load_auth_events(store, event),
@@ -163,6 +182,7 @@ def _check_auth(
         current_state=current,
         create_event=current.get(CREATE_KEY),
         is_signed_by=is_signed_by,
+        allow_soft_failure=allow_soft_failure,
     )
 
 

@@ -92,6 +92,8 @@ async def _receive_pdu(
             origin=origin,
             check_endpoint=_no_endpoint_checks,
             fan_out=False,
+            # SS §Soft failure: an event that fails only the current state is kept, unseen.
+            allow_soft_failure=True,
         )
     except MatrixError as exc:
         logger.info("Refused %s from %s in %s: %s", event_id, origin, room_id, exc.message)

@@ -1,6 +1,7 @@
 """PUT /send/{txnId}: inbound transactions from a real remote, one result per PDU."""
 
 import time
+from urllib.parse import quote
 
 import pytest
 
@@ -210,3 +211,35 @@ def test_send_fetched_event_that_fails_auth_is_not_stored(env):
     result = send_txn(env, [second]).json()["pdus"][second_id]
     assert "error" in result
     assert env.store.get_event(forged_id) is None
+
+
+def test_send_event_that_fails_only_the_current_state_is_soft_failed(env):
+    """SS §Soft failure: a message built before its sender was banned passes its auth events
+    and the state before it, but not the current state: kept (and served on /event), but not
+    part of the room (not an extremity, not in the timeline)."""
+    from app.rooms.admin import get_timeline
+
+    room_id = joined_room(env)
+    # Another user of the remote stays joined, so the remote may read the room (/event).
+    add_member(env.admin, room_id, f"@bob:{env.remote.server_name}", remote=env.remote)
+    event, event_id = message(env, room_id, "sent just before the ban")
+    env.admin.ban(room_id, env.user)
+    extremities = env.store.get_forward_extremities(room_id)
+    assert send_txn(env, [event]).json() == {"pdus": {event_id: {}}}
+    assert env.store.get_event(event_id) == event
+    assert env.store.is_event_soft_failed(event_id) is True
+    assert env.store.get_forward_extremities(room_id) == extremities
+    assert event_id not in [entry.event_id for entry in get_timeline(env.store, room_id, 50)]
+    served = env.get(f"/_matrix/federation/v1/event/{quote(event_id, safe='')}")
+    assert served.json()["pdus"] == [event]
+
+
+def test_send_soft_failed_state_event_does_not_change_the_state(env):
+    room_id = joined_room(env)
+    env.admin.set_power_level(room_id, env.user, 100)
+    event, event_id = remote_event(env, room_id, "m.room.name", {"name": "mine"}, state_key="")
+    env.admin.set_power_level(room_id, env.user, 0)
+    assert send_txn(env, [event]).json() == {"pdus": {event_id: {}}}
+    assert env.store.is_event_soft_failed(event_id) is True
+    name = env.store.get_current_state_event(room_id, "m.room.name", "")
+    assert name["content"] == {"name": "Knock knock"}
