@@ -683,7 +683,7 @@ def _interrupt(signum: int, frame: object) -> None:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--synapse-python", required=True, help="python of Synapse's virtualenv")
-    parser.add_argument("--budget", type=float, default=300, help="overall time limit, seconds")
+    parser.add_argument("--budget", type=float, default=600, help="overall time limit, seconds")
     parser.add_argument("--keep", action="store_true", help="keep the temp dir even on success")
     parser.add_argument("--verbose", action="store_true", help="DEBUG logs on both servers")
     parser.add_argument(
