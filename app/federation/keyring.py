@@ -10,6 +10,7 @@ from unpaddedbase64 import encode_base64
 
 from app.config import Config
 from app.federation.client import FederationHttp, FederationRequestError
+from app.metrics import KEY_FETCHES
 from db.store import Store, StoredServerKey
 from matrix.server_keys import CachedKey, KeyResponseError, check_key_response
 from matrix.xmatrix import decode_verify_key
@@ -171,7 +172,9 @@ class Keyring:
                 self._backoff_ms / 1000,
             )
             self._server_backoff[server_name] = self._clock() + self._backoff_ms
+            KEY_FETCHES.labels("failed").inc()
             return
+        KEY_FETCHES.labels("ok").inc()
         self._store.store_server_keys(
             [
                 StoredServerKey(

@@ -7,6 +7,7 @@ from collections.abc import Callable, Iterable
 from urllib.parse import quote
 
 from app.federation.client import FederationClient
+from app.metrics import DELIVERIES
 from matrix.types import JsonDict
 
 logger = logging.getLogger(__name__)
@@ -79,6 +80,7 @@ class FederationSender:
             status, why = 0, repr(exc)
         else:
             why = f"HTTP {status}"
+        DELIVERIES.labels(destination, "sent" if status == 200 else "failed").inc()
         if status == 200:
             self._backoff.pop(destination, None)
             logger.info("Sent transaction %s (%d PDUs) to %s", txn_id, len(pdus), destination)
