@@ -21,7 +21,12 @@ from app.federation.client import FederationClient, FederationHttp
 from app.federation.sender import FederationSender
 from app.http import errors
 from app.http.access_log import AccessLogMiddleware, OperationMiddleware
-from app.http.admin import SECURITY_MAP, AdminPageMiddleware, SecurityHeadersMiddleware
+from app.http.admin import (
+    SECURITY_MAP,
+    AdminPageMiddleware,
+    AllowHeaderMiddleware,
+    SecurityHeadersMiddleware,
+)
 from app.http.auth import BodyBufferMiddleware
 from app.http.limits import RequestLimitsMiddleware
 from app.http.paths import EncodedSlashMiddleware
@@ -37,6 +42,7 @@ logger = logging.getLogger(__name__)
 ADMIN_SPEC_PATH = Path(__file__).resolve().parent.parent / "openapi" / "admin.yaml"
 
 Clock = Callable[[], int]
+_METHODS = ("get", "put", "post", "delete", "patch")
 
 
 def create_admin_app(
@@ -90,16 +96,21 @@ def create_admin_app(
     connexion_app.add_error_handler(ProblemException, errors.handle_problem)
     connexion_app.add_error_handler(HTTPException, errors.handle_http_exception)
     connexion_app.add_error_handler(Exception, errors.handle_unexpected)
-    served: ASGIApp = AdminPageMiddleware(EncodedSlashMiddleware(connexion_app))
+    paths = {
+        path: [method for method in item if method in _METHODS]
+        for path, item in admin_contract(spec_path)["paths"].items()
+    }
+    served: ASGIApp = AllowHeaderMiddleware(connexion_app, paths)
+    served = AdminPageMiddleware(EncodedSlashMiddleware(served))
     served = RequestLimitsMiddleware(served, config.max_request_uri_bytes)
     return SecurityHeadersMiddleware(AccessLogMiddleware(served))
 
 
-def admin_contract() -> dict[str, Any]:
+def admin_contract(spec_path: Path = ADMIN_SPEC_PATH) -> dict[str, Any]:
     """The parsed admin OpenAPI document (for docs and tests)."""
     import yaml
 
-    document: dict[str, Any] = yaml.safe_load(ADMIN_SPEC_PATH.read_text(encoding="utf-8"))
+    document: dict[str, Any] = yaml.safe_load(spec_path.read_text(encoding="utf-8"))
     return document
 
 

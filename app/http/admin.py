@@ -9,6 +9,7 @@ from typing import Any
 
 from connexion.lifecycle import ConnexionRequest
 from connexion.security import AbstractSecurityHandler
+from starlette.routing import compile_path
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.admin_token import is_admin_token, read_admin_token
@@ -143,3 +144,40 @@ class SecurityHeadersMiddleware:
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
+
+
+class AllowHeaderMiddleware:
+    """RFC 9110 §15.5.6: a 405 lists every method of the resource. Connexion routes each
+    (path, method) of the contract apart, so its 405 names only the methods of the first
+    route of the path; this layer answers with all of the contract's for that path."""
+
+    def __init__(self, app: ASGIApp, paths: dict[str, list[str]]):
+        self.app = app
+        self.routes = [
+            (
+                compile_path(path)[0],
+                ", ".join(sorted({m.upper() for m in methods} | _implied(methods))),
+            )
+            for path, methods in paths.items()
+        ]
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        allow = next(
+            (value for regex, value in self.routes if regex.match(scope.get("path", ""))), None
+        )
+
+        async def send_with_allow(message: Message) -> None:
+            if allow and message["type"] == "http.response.start" and message["status"] == 405:
+                headers = [(n, v) for n, v in message.get("headers", []) if n.lower() != b"allow"]
+                message = {**message, "headers": [*headers, (b"allow", allow.encode())]}
+            await send(message)
+
+        await self.app(scope, receive, send_with_allow)
+
+
+def _implied(methods: list[str]) -> set[str]:
+    # Starlette answers HEAD wherever it answers GET
+    return {"HEAD"} if "get" in methods else set()
