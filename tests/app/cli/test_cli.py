@@ -155,3 +155,18 @@ def test_cli_sign_request_verifies_as_the_server(cli_env, capsys):
     assert main(["sign-request", "PUT", uri, "--destination", "d", "--body", '{"a": 1}']) == 0
     assert main(["sign-request", "PUT", uri, "--destination", "d", "--body", "[1]"]) == 1
     assert main(["sign-request", "GET", "no-slash", "--destination", "d"]) == 1
+
+
+def test_cli_admin_token_before_first_start_is_one_line(cli_env, capsys):
+    assert main(["admin", "token"]) == 1
+    assert len(capsys.readouterr().err.strip().splitlines()) == 1
+
+
+def test_cli_admin_rotate_token_then_token_shows_it(cli_env, capsys):
+    assert main(["admin", "rotate-token", "--json"]) == 0
+    rotated = json.loads(capsys.readouterr().out)
+    assert (cli_env / "admin.token").stat().st_mode & 0o777 == 0o600
+    assert main(["admin", "token"]) == 0
+    assert capsys.readouterr().out.strip() == rotated["token"]
+    assert main(["admin", "rotate-token", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["token"] != rotated["token"]
