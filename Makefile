@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-$(shell cat pyproject.toml requirements.lock | cksum
 FUZZ_EXAMPLES ?= 2000
 SOAK_MINUTES ?= 10
 
-.PHONY: venv serve test fuzz lint fmt docs check bench interop soak crash hostile clean
+.PHONY: venv serve test browser-test fuzz lint fmt docs check bench interop soak crash hostile clean
 
 $(STAMP): pyproject.toml requirements.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -21,8 +21,11 @@ serve: venv
 test: venv
 	$(BIN)/pytest -q --cov=matrix --cov-branch --cov-report=term-missing:skip-covered --cov-fail-under=100
 
+browser-test: venv
+	ANTECHAMBER_REQUIRE_BROWSER=1 $(BIN)/pytest -q -p no:cacheprovider -m browser tests/test_admin_browser.py
+
 fuzz: venv
-	ANTECHAMBER_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) ANTECHAMBER_FUZZ_REPORT=$${ANTECHAMBER_FUZZ_REPORT:-fuzz-report.json} $(BIN)/pytest -q -p no:cacheprovider tests/test_fuzz.py
+	ANTECHAMBER_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) ANTECHAMBER_FUZZ_REPORT=$${ANTECHAMBER_FUZZ_REPORT:-fuzz-report.json} $(BIN)/pytest -q -p no:cacheprovider tests/test_fuzz.py tests/test_fuzz_admin.py
 
 lint: venv
 	$(BIN)/ruff format --check . && $(BIN)/ruff check . && $(BIN)/mypy && $(BIN)/lint-imports

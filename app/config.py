@@ -96,6 +96,10 @@ class Config:
     # at once, summed over requests (past it, 429 M_LIMIT_EXCEEDED).
     max_connections: int = 4096
     max_buffered_body_bytes: int = 64 * 1024 * 1024
+    # The admin API, its page and the metrics: their own listener, never the federation port.
+    admin_enabled: bool = True
+    admin_bind_host: str = "127.0.0.1"
+    admin_bind_port: int = 8449
     extra: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     @property
@@ -109,6 +113,15 @@ class Config:
     @property
     def old_verify_keys_path(self) -> Path:
         return self.resolved_signing_key_path.with_name("old_verify_keys.json")
+
+    @property
+    def admin_token_path(self) -> Path:
+        return Path(self.data_dir) / "admin.token"
+
+    @property
+    def metrics_dir(self) -> Path:
+        """PROMETHEUS_MULTIPROC_DIR: every process of the server writes its counts here."""
+        return Path(self.data_dir) / "metrics"
 
     @property
     def tls_enabled(self) -> bool:
@@ -168,6 +181,18 @@ def _check(config: Config) -> Config:
         ) from None
     if not 0 < config.bind_port < 65536:
         raise ConfigError(f"config key 'bind_port': {config.bind_port} is not a TCP port")
+    if not 0 < config.admin_bind_port < 65536:
+        raise ConfigError(
+            f"config key 'admin_bind_port': {config.admin_bind_port} is not a TCP port"
+        )
+    if (
+        config.admin_enabled
+        and config.admin_bind_port == config.bind_port
+        and config.admin_bind_host == config.bind_host
+    ):
+        raise ConfigError(
+            "config key 'admin_bind_port': the admin API never shares the federation listener"
+        )
     if config.workers < 1:
         raise ConfigError(f"config key 'workers': must be at least 1, got {config.workers}")
     if config.log_level.upper() not in _LOG_LEVELS:

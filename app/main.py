@@ -22,7 +22,7 @@ from app.federation.client import FederationClient, FederationHttp
 from app.federation.keyring import Keyring
 from app.federation.sender import FederationSender
 from app.http import errors
-from app.http.access_log import AccessLogMiddleware
+from app.http.access_log import AccessLogMiddleware, OperationMiddleware
 from app.http.auth import SECURITY_MAP, BodyBufferMiddleware
 from app.http.fast_path import FastPathMiddleware, compile_operations
 from app.http.limits import RequestLimitsMiddleware
@@ -140,6 +140,7 @@ def create_app(
         read_timeout_s=config.request_body_timeout_s,
         max_buffered_bytes=config.max_buffered_body_bytes,
     )
+    connexion_app.add_middleware(OperationMiddleware, position=MiddlewarePosition.BEFORE_SECURITY)
     connexion_app.add_error_handler(MatrixError, errors.handle_matrix_error)
     connexion_app.add_error_handler(ProblemException, errors.handle_problem)
     connexion_app.add_error_handler(HTTPException, errors.handle_http_exception)
@@ -157,7 +158,9 @@ def create_app(
     # Ids may contain '/': both the fast path and Connexion route on a path where %2F stays
     # encoded (app/http/paths.py); rewritten once, outside both.
     served = EncodedSlashMiddleware(served, exempt_prefix=config.docs_path)
-    return AccessLogMiddleware(RequestLimitsMiddleware(served, config.max_request_uri_bytes))
+    return AccessLogMiddleware(
+        RequestLimitsMiddleware(served, config.max_request_uri_bytes), federation_metrics=True
+    )
 
 
 def create_app_from_environment() -> ASGIApp:

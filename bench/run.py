@@ -66,6 +66,8 @@ class Server:
             "ANTECHAMBER_SERVER_NAME": fixtures.SERVER_NAME,
             "ANTECHAMBER_DATA_DIR": str(data_dir),
             "ANTECHAMBER_BIND_PORT": str(self.port),
+            # The admin listener is not what is measured (and its port may be taken)
+            "ANTECHAMBER_ADMIN_ENABLED": "false",
             "ANTECHAMBER_WORKERS": str(workers),
             "ANTECHAMBER_FEDERATION_CA_FILE": str(ca_file),
             "ANTECHAMBER_LOG_LEVEL": "INFO",

@@ -141,6 +141,7 @@ class Harness:
                 "ANTECHAMBER_SERVER_NAME": self.ante_name,
                 "ANTECHAMBER_BIND_HOST": "127.0.0.1",
                 "ANTECHAMBER_BIND_PORT": str(self.ante_port),
+                "ANTECHAMBER_ADMIN_ENABLED": "false",
                 "ANTECHAMBER_DATA_DIR": str(self.tmp / "antechamber-data"),
                 "ANTECHAMBER_TLS_CERTIFICATE": str(self.tmp / "antechamber.crt"),
                 "ANTECHAMBER_TLS_PRIVATE_KEY": str(self.tmp / "antechamber.key"),

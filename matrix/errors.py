@@ -14,6 +14,9 @@ ERRCODE_STATUS: dict[str, int] = {
     "M_UNABLE_TO_AUTHORISE_JOIN": 400,
     "M_UNABLE_TO_GRANT_JOIN": 400,
     "M_UNAUTHORIZED": 401,
+    # CS §Using access tokens: no token (M_MISSING_TOKEN), or one not recognised (the admin API)
+    "M_MISSING_TOKEN": 401,
+    "M_UNKNOWN_TOKEN": 401,
     "M_FORBIDDEN": 403,
     "M_NOT_FOUND": 404,
     "M_UNRECOGNIZED": 404,

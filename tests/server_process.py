@@ -46,6 +46,7 @@ class ServerProcess:
     workers: int = 2
     extra_env: dict[str, str] = field(default_factory=dict)
     port: int = 0
+    admin_port: int = 0
     proc: subprocess.Popen[bytes] | None = None
     log_path: Path | None = None
 
@@ -60,6 +61,7 @@ class ServerProcess:
                 "ANTECHAMBER_SERVER_NAME": SERVER_NAME,
                 "ANTECHAMBER_BIND_HOST": "127.0.0.1",
                 "ANTECHAMBER_BIND_PORT": str(self.port),
+                "ANTECHAMBER_ADMIN_BIND_PORT": str(self.admin_port),
                 "ANTECHAMBER_DATA_DIR": str(self.data_dir),
                 "ANTECHAMBER_WORKERS": str(self.workers),
                 "ANTECHAMBER_FEDERATION_CA_FILE": str(self.ca_file),
@@ -87,6 +89,7 @@ class ServerProcess:
 
     def start(self, timeout_s: float = 30) -> None:
         self.port = self.port or free_port()
+        self.admin_port = self.admin_port or free_port()
         self.log_path = self.data_dir.parent / f"server-{self.port}.log"
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(

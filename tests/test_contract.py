@@ -22,10 +22,10 @@ from app.main import contract
 METHODS = ("get", "put", "post", "delete", "patch")
 
 
-def operation_ids() -> list[str]:
+def operation_ids(document: dict | None = None) -> list[str]:
     return [
         item[method]["operationId"]
-        for item in contract()["paths"].values()
+        for item in (document or contract())["paths"].values()
         for method in METHODS
         if method in item
     ]
@@ -47,7 +47,10 @@ def test_contract_every_operation_id_resolves_to_a_coroutine_handler():
 
 
 def test_contract_every_public_handler_is_bound_by_an_operation_id():
-    bound = set(operation_ids())
+    from app.admin_api import admin_contract
+
+    # handlers/admin.py is bound by openapi/admin.yaml, the rest by the federation contract
+    bound = set(operation_ids()) | set(operation_ids(admin_contract()))
     for info in pkgutil.iter_modules(handlers.__path__):
         if info.name.startswith("_"):
             continue
@@ -229,3 +232,54 @@ def test_contract_example_pdus_are_real_signed_events():
         generated["knock_room_state"],
         generated["template"],
     )
+
+
+# The admin contract ---------------------------------------------------------------------------
+
+
+def test_admin_contract_is_valid_openapi_3_0():
+    from app.admin_api import admin_contract
+
+    document = admin_contract()
+    assert document["openapi"].startswith("3.0.")
+    validate(document)
+
+
+def test_admin_contract_every_operation_id_resolves_to_a_coroutine_handler():
+    from app.admin_api import admin_contract
+
+    for operation_id in operation_ids(admin_contract()):
+        assert operation_id.startswith("handlers.admin."), operation_id
+        function = getattr(
+            importlib.import_module("handlers.admin"), operation_id.rpartition(".")[2]
+        )
+        assert inspect.iscoroutinefunction(function), operation_id
+
+
+def test_admin_contract_every_operation_needs_the_token_and_errors_are_matrix_errors():
+    from app.admin_api import admin_contract
+
+    document = admin_contract()
+    assert document["security"] == [{"adminToken": []}]
+    assert document["components"]["securitySchemes"]["adminToken"]["scheme"] == "bearer"
+    for path, item in document["paths"].items():
+        for method in METHODS:
+            operation = item.get(method)
+            if operation is None:
+                continue
+            assert "security" not in operation, (path, method)
+            for status, response in operation["responses"].items():
+                if status.startswith(("4", "5")) or status == "default":
+                    name = response["$ref"].rsplit("/", 1)[-1]
+                    resolved = document["components"]["responses"][name]
+                    schema = resolved["content"]["application/json"]["schema"]
+                    assert schema == {"$ref": "#/components/schemas/MatrixError"}, (path, status)
+
+
+def test_docs_site_has_both_contracts(tmp_path: Path):
+    from app.admin_api import admin_contract
+
+    build_site(tmp_path / "site")
+    admin_page = (tmp_path / "site" / "admin.html").read_text(encoding="utf-8")
+    assert embedded_spec_json(admin_contract()) in admin_page
+    assert json.loads((tmp_path / "site" / "admin.json").read_text()) == admin_contract()

@@ -7,6 +7,12 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from app.admin_token import (
+    AdminTokenError,
+    load_or_generate_admin_token,
+    read_admin_token,
+    rotate_admin_token,
+)
 from app.cli import federation, rooms
 from app.cli.output import CommandError, emit
 from app.config import Config, ConfigError, load_config
@@ -33,12 +39,18 @@ def setup_logging(level: str) -> None:
 
 
 def cmd_serve(config: Config, args: argparse.Namespace) -> int:
-    import uvicorn
+    import contextlib
 
-    from app.main import create_app
+    from app import metrics
+    from app.admin_api import admin_server
+    from app.main import wall_clock_ms
 
-    # Generate the key once here, before any worker starts.
+    # Generate the key and the admin token once here, before any worker starts.
     key = load_or_generate_signing_key(config.resolved_signing_key_path)
+    load_or_generate_admin_token(config.admin_token_path)
+    # Every process (workers, and this one for the admin listener) counts into one directory,
+    # which the metrics endpoint reads whole; inherited by the workers through the environment.
+    metrics.enable_multiprocess(config.metrics_dir)
     scheme = "https" if config.tls_enabled else "http"
     logger.info(
         "Antechamber %s listening on %s://%s:%d (%d worker%s), key %s",
@@ -62,6 +74,23 @@ def cmd_serve(config: Config, args: argparse.Namespace) -> int:
         "h11_max_incomplete_event_size": config.max_request_head_bytes,
         **tls,
     }
+    with contextlib.ExitStack() as stack:
+        if config.admin_enabled:
+            # In this process only, beside the federation server or above its workers
+            # (app/admin_api.py: admin_server); never on the federation port.
+            try:
+                stack.enter_context(admin_server(config, wall_clock_ms))
+            except RuntimeError as exc:  # it could not bind
+                raise CommandError(str(exc)) from None
+        _serve_federation(config, args, common)
+    return 0
+
+
+def _serve_federation(config: Config, args: argparse.Namespace, common: dict[str, Any]) -> None:
+    import uvicorn
+
+    from app.main import create_app
+
     if config.workers > 1:
         # Workers are new processes: they read the same configuration from the environment.
         if args.config:
@@ -79,7 +108,6 @@ def cmd_serve(config: Config, args: argparse.Namespace) -> int:
         from app.http.server import protocol_for
 
         uvicorn.run(create_app(config), http=protocol_for(config), **common)
-    return 0
 
 
 def cmd_keys_show(config: Config, args: argparse.Namespace) -> int:
@@ -147,6 +175,26 @@ def cmd_sign_request(config: Config, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_admin_token(config: Config, args: argparse.Namespace) -> int:
+    path = config.admin_token_path
+    token = read_admin_token(path)
+    if token is None:
+        raise CommandError(f"no admin token yet in {path}: `antechamber serve` makes one")
+    emit(args, {"token": token, "path": str(path)}, token)
+    return 0
+
+
+def cmd_admin_rotate_token(config: Config, args: argparse.Namespace) -> int:
+    path = config.admin_token_path
+    token = rotate_admin_token(path)
+    emit(
+        args,
+        {"token": token, "path": str(path)},
+        f"{token}\n(the old token stopped working; a running server reads {path} each request)",
+    )
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="antechamber", description="A spec-first Matrix federation server (knocking)."
@@ -177,6 +225,11 @@ def build_parser() -> argparse.ArgumentParser:
     sign.add_argument("uri", help="the request target exactly as sent: path and ?query")
     sign.add_argument("--destination", required=True, help="the receiving server's name")
     sign.add_argument("--body", help="the JSON body of a PUT/POST")
+    admin = commands.add_parser(
+        "admin", help="the admin API's bearer token (the moderators' page asks for it)"
+    ).add_subparsers(dest="admin_command", required=True, metavar="ADMIN_COMMAND")
+    add(admin, "token", cmd_admin_token, "print the admin API token")
+    add(admin, "rotate-token", cmd_admin_rotate_token, "replace the admin API token")
     rooms.register(commands, add)
     federation.register(commands, add)
     return parser
@@ -190,7 +243,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         setup_logging(config.log_level)
         code: int = args.func(config, args)
         return code
-    except (ConfigError, SigningKeyError, CommandError) as exc:
+    except (ConfigError, SigningKeyError, AdminTokenError, CommandError) as exc:
         print(f"antechamber: {exc}", file=sys.stderr)
         return 1 if isinstance(exc, CommandError) else 2
     except KeyboardInterrupt:

@@ -18,9 +18,10 @@ from app.cli.output import CommandError, emit, escape_text
 from app.config import Config
 from app.federation.client import FederationClient, FederationHttp
 from app.federation.sender import CollectedDestinations, FederationSender
+from app.rooms import moderation
 from app.rooms.admin import RoomAdmin, get_members, get_timeline
 from app.rooms.hosted import get_hosted_room_version
-from app.rooms.invite import accept_knock, send_invite
+from app.rooms.invite import send_invite
 from app.signing_key import load_or_generate_signing_key
 from db.store import Store
 from matrix.errors import MatrixError
@@ -112,25 +113,14 @@ def cmd_rooms_create(config: Config, args: argparse.Namespace) -> int:
 
 @_matrix_errors_as_one_line
 def cmd_rooms_list(config: Config, args: argparse.Namespace) -> int:
-    rows: list[dict[str, Any]] = []
     with _open_store(config) as store:
-        for room in store.list_rooms():
-            join_rules = store.get_current_state_event(room.room_id, "m.room.join_rules", "")
-            name = store.get_current_state_event(room.room_id, "m.room.name", "")
-            rows.append(
-                {
-                    "room_id": room.room_id,
-                    "room_version": room.room_version,
-                    "created_ts": room.created_ts,
-                    "join_rule": None
-                    if join_rules is None
-                    else join_rules["content"].get("join_rule"),
-                    "name": None if name is None else name["content"].get("name"),
-                }
-            )
+        rows = [dataclasses.asdict(room) for room in moderation.list_rooms(store)]
     text = "\n".join(
-        f"{row['room_id']}  v{row['room_version']}  {row['join_rule']}"
-        + (f"  {row['name']}" if row["name"] else "")
+        escape_text(
+            f"{row['room_id']}  v{row['room_version']}  {row['join_rule']}"
+            + (f"  {row['name']}" if row["name"] else "")
+        )
+        + (f"  ({row['pending_knocks']} waiting)" if row["pending_knocks"] else "")
         for row in rows
     )
     emit(args, rows, text or "no rooms")
@@ -155,20 +145,15 @@ def cmd_rooms_state(config: Config, args: argparse.Namespace) -> int:
 def cmd_rooms_knocks(config: Config, args: argparse.Namespace) -> int:
     """Pending knocks: users whose current membership is knock (CS §Knocking on rooms)."""
     with _open_store(config) as store:
-        version = get_hosted_room_version(store, args.room_id)
-        events = store.get_memberships(args.room_id, "knock")
-    rows = [
-        {
-            "user_id": event["state_key"],
-            "reason": event["content"].get("reason"),
-            "origin_server_ts": event["origin_server_ts"],
-            "event_id": compute_event_id(event, version),
-        }
-        for event in events
-    ]
+        rows = [
+            dataclasses.asdict(knock)
+            for knock in moderation.get_pending_knocks(store, args.room_id)
+        ]
     text = "\n".join(
-        f"{row['user_id']}  {row['origin_server_ts']}  {row['event_id']}"
-        + (f"  reason: {row['reason']}" if row["reason"] else "")
+        escape_text(
+            f"{row['user_id']}  {row['origin_server_ts']}  {row['event_id']}"
+            + (f"  reason: {row['reason']}" if row["reason"] else "")
+        )
         for row in rows
     )
     emit(args, rows, text or "no pending knocks")
@@ -240,7 +225,7 @@ def cmd_rooms_accept(config: Config, args: argparse.Namespace) -> int:
         event_id = _invite(
             config,
             admin,
-            accept_knock,
+            moderation.accept,
             room_id=args.room_id,
             user_id=args.user_id,
             reason=args.reason,
@@ -267,7 +252,9 @@ def cmd_rooms_invite(config: Config, args: argparse.Namespace) -> int:
 @_matrix_errors_as_one_line
 def cmd_rooms_deny(config: Config, args: argparse.Namespace) -> int:
     with _open(config, args.room_id) as admin:
-        event_id = admin.deny_knock(args.room_id, args.user_id, args.reason, args.sender)
+        event_id = moderation.deny(
+            admin, args.room_id, args.user_id, reason=args.reason, sender=args.sender
+        )
     return _changed(args, args.room_id, event_id)
 
 

@@ -17,6 +17,7 @@ from unpaddedbase64 import encode_base64
 from app.config import Config
 from app.federation.client import FederationHttp, FederationRequestError
 from app.federation.lru import LruCache
+from app.metrics import KEY_FETCHES
 from db.store import Store, StoredServerKey
 from matrix.errors import MatrixError
 from matrix.ids import parse_server_name
@@ -257,7 +258,9 @@ class Keyring:
                 self._backoff_ms / 1000,
             )
             self._back_off(server_name)
+            KEY_FETCHES.labels("failed").inc()
             return None
+        KEY_FETCHES.labels("ok").inc()
         logger.info("Fetched keys of %s (%d in the document)", server_name, len(keys))
         return keys
 

@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterable
 from urllib.parse import quote
 
 from app.federation.client import FederationClient
+from app.metrics import DELIVERIES
 from db.store import Store
 
 logger = logging.getLogger(__name__)
@@ -137,6 +138,7 @@ class FederationSender:
             status, why = 0, f"{type(exc).__name__}: {exc}"
         else:
             why = f"HTTP {status}"
+        DELIVERIES.labels(destination, "sent" if status == 200 else "failed").inc()
         if status == 200:
             store.complete_transaction(destination, orderings, self._clock())
             self._backed_off.discard(destination)

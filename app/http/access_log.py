@@ -1,4 +1,5 @@
-"""Outermost ASGI layer: request ids, one access line per request, and a last-resort JSON 500."""
+"""Outermost ASGI layer: request ids, one access line per request (never a header: the admin
+token stays out of the log), request metrics, and a last-resort JSON 500."""
 
 import logging
 import secrets
@@ -7,7 +8,8 @@ import time
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.http.errors import internal_error, send_error
-from app.http.scope import REQUEST_INFO_SCOPE_KEY, RequestInfo, request_uri
+from app.http.scope import REQUEST_INFO_SCOPE_KEY, RequestInfo, request_info, request_uri
+from app.metrics import FEDERATION_REQUEST_DURATION, FEDERATION_REQUESTS, UNMATCHED_OPERATION
 
 logger = logging.getLogger("antechamber.access")
 
@@ -16,8 +18,10 @@ class AccessLogMiddleware:
     """Wraps the whole Connexion app, so even a failure inside Connexion's own error handling
     is answered as Matrix JSON, never Starlette's plain-text or HTML 500."""
 
-    def __init__(self, app: ASGIApp):
+    def __init__(self, app: ASGIApp, *, federation_metrics: bool = False):
         self.app = app
+        # Count requests by operation and status (the federation listener; not the admin one)
+        self.federation_metrics = federation_metrics
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -44,7 +48,13 @@ class AccessLogMiddleware:
                 status = error.status
                 await send_error(send, error)
         finally:
-            self._log(scope, status, time.perf_counter() - started, info)
+            elapsed = time.perf_counter() - started
+            self._log(scope, status, elapsed, info)
+            if self.federation_metrics:
+                # operationIds are few; an unrouted path is one label value, not its path
+                operation = (info.operation or UNMATCHED_OPERATION).rpartition(".")[2]
+                FEDERATION_REQUESTS.labels(operation, str(status)).inc()
+                FEDERATION_REQUEST_DURATION.labels(operation).observe(elapsed)
 
     @staticmethod
     def _log(scope: Scope, status: int, elapsed: float, info: RequestInfo) -> None:
@@ -58,3 +68,18 @@ class AccessLogMiddleware:
             info.origin or "-",
             info.request_id,
         )
+
+
+class OperationMiddleware:
+    """Inside Connexion, after its routing: notes the request's operationId for the access
+    layer (Connexion keeps it in a scope the outer layers never see)."""
+
+    def __init__(self, app: ASGIApp):
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        info = request_info(scope)
+        routing = scope.get("extensions", {}).get("connexion_routing", {})
+        if info is not None and isinstance(routing.get("operation_id"), str):
+            info.operation = routing["operation_id"]
+        await self.app(scope, receive, send)

@@ -41,6 +41,7 @@ from starlette.routing import compile_path
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from app.http.errors import JSON_CONTENT_TYPE, internal_error, send_error, send_json
+from app.http.scope import request_info
 from matrix.errors import MatrixError
 
 logger = logging.getLogger(__name__)
@@ -289,6 +290,9 @@ class FastPathMiddleware:
             await self.app(scope, receive, send)
             return
         operation, arguments = matched
+        info = request_info(scope)
+        if info is not None:
+            info.operation = operation.operation_id
         try:
             body = await self._call(operation, arguments, scope, receive)
         except MatrixError as exc:

@@ -23,6 +23,8 @@ class RequestInfo:
 
     request_id: str
     origin: str | None = None  # set by the X-Matrix security handler once verified
+    # the contract's operationId, once routed (OperationMiddleware, or the fast path)
+    operation: str | None = None
 
 
 def request_info(scope: Scope) -> RequestInfo | None:

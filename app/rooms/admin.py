@@ -398,7 +398,8 @@ class RoomAdmin:
         )
 
     def check_pending_knock(self, room_id: str, user_id: str) -> str:
-        """``user_id`` parsed; M_FORBIDDEN unless its current membership is knock."""
+        """``user_id`` parsed; M_NOT_FOUND for a room not hosted here, M_FORBIDDEN unless the
+        user's current membership is knock."""
         target = parse_user_id(user_id)
         if self._membership(room_id, target) != "knock":
             raise MatrixError("M_FORBIDDEN", f"{target} has no pending knock")
@@ -544,6 +545,7 @@ class RoomAdmin:
         return get_hosted_room_version(self.store, room_id)
 
     def _membership(self, room_id: str, user_id: str) -> str | None:
+        self._room_version(room_id)  # M_NOT_FOUND for a room not hosted here, before anything
         member = self.store.get_current_state_event(room_id, "m.room.member", user_id)
         membership = None if member is None else member.get("content", {}).get("membership")
         return membership if isinstance(membership, str) else None

@@ -1,9 +1,11 @@
 """The one write step for accepted events, received or local: store, then fan out after commit."""
 
 import logging
+import time
 from collections.abc import Iterable, Sequence
 from typing import Protocol
 
+from app.metrics import DATABASE_WRITE_DURATION, KNOCKS
 from db.store import Store
 from matrix.destinations import get_event_destinations
 from matrix.types import JsonDict
@@ -39,6 +41,36 @@ def persist_and_fan_out(
     is Synapse's rule (a kicked user's server hears of its kick). Nothing is queued for events
     already stored, nor when the transaction rolls back.
     """
+    started = time.perf_counter()
+    stored = _persist(store, outbox, events, room_id, room_version, server_name, origin)
+    DATABASE_WRITE_DURATION.labels("events").observe(time.perf_counter() - started)
+    if origin is not None:
+        received = sum(
+            is_new and _is_knock(event) for is_new, (event, _id) in zip(stored, events, strict=True)
+        )
+        if received:
+            KNOCKS.labels("received").inc(received)
+    return stored
+
+
+def _is_knock(event: JsonDict) -> bool:
+    content = event.get("content")
+    return (
+        event.get("type") == "m.room.member"
+        and isinstance(content, dict)
+        and content.get("membership") == "knock"
+    )
+
+
+def _persist(
+    store: Store,
+    outbox: PduQueue | None,
+    events: Sequence[tuple[JsonDict, str]],
+    room_id: str,
+    room_version: str,
+    server_name: str,
+    origin: str | None,
+) -> list[bool]:
     with store.write_transaction():
         if outbox is None:
             return store.persist_events(events, room_version)

@@ -114,3 +114,35 @@ def test_config_error_stops_the_cli_with_one_line(tmp_path):
     assert len(lines) == 1
     assert "'bind_port'" in lines[0]
     assert "Traceback" not in result.stderr
+
+
+def test_config_admin_listener_defaults_and_environment():
+    config = load_config(environ={})
+    assert (config.admin_enabled, config.admin_bind_host, config.admin_bind_port) == (
+        True,
+        "127.0.0.1",
+        8449,
+    )
+    assert config.admin_token_path == Path("./data/admin.token")
+    assert config.metrics_dir == Path("./data/metrics")
+    config = load_config(
+        environ={"ANTECHAMBER_ADMIN_ENABLED": "false", "ANTECHAMBER_ADMIN_BIND_PORT": "9449"}
+    )
+    assert (config.admin_enabled, config.admin_bind_port) == (False, 9449)
+
+
+@pytest.mark.parametrize(
+    "environ",
+    [
+        pytest.param({"ANTECHAMBER_ADMIN_BIND_PORT": "0"}, id="port-0"),
+        pytest.param({"ANTECHAMBER_ADMIN_BIND_PORT": "8448"}, id="federation-port"),
+    ],
+)
+def test_config_admin_listener_refused_names_the_key(environ):
+    with pytest.raises(ConfigError, match="admin_bind_port"):
+        load_config(environ=environ)
+
+
+def test_config_admin_port_shared_is_fine_when_admin_is_off():
+    environ = {"ANTECHAMBER_ADMIN_BIND_PORT": "8448", "ANTECHAMBER_ADMIN_ENABLED": "false"}
+    assert load_config(environ=environ).admin_enabled is False

@@ -82,11 +82,13 @@ def wait_for(url: str, process: subprocess.Popen, timeout: float = 30.0) -> None
 
 def test_cli_serve_generates_key_and_answers(tmp_path):
     port = free_port()
+    admin_port = free_port()
     env = {
         **os.environ,
         "ANTECHAMBER_DATA_DIR": str(tmp_path / "data"),
         "ANTECHAMBER_SERVER_NAME": f"127.0.0.1:{port}",
         "ANTECHAMBER_BIND_PORT": str(port),
+        "ANTECHAMBER_ADMIN_BIND_PORT": str(admin_port),
     }
     process = subprocess.Popen(
         [str(SCRIPT), "serve"], env=env, cwd=tmp_path, stderr=subprocess.PIPE, text=True
@@ -105,10 +107,32 @@ def test_cli_serve_generates_key_and_answers(tmp_path):
         assert (nope.status_code, nope.json()["errcode"]) == (404, "M_UNRECOGNIZED")
         wrong = httpx.post(base + "/_matrix/federation/v1/version")
         assert (wrong.status_code, wrong.json()["errcode"]) == (405, "M_UNRECOGNIZED")
+        # The admin API: its own listener, its token generated on first start (0600)
+        token_path = tmp_path / "data" / "admin.token"
+        assert token_path.stat().st_mode & 0o777 == 0o600
+        token = token_path.read_text().strip()
+        admin = f"http://127.0.0.1:{admin_port}"
+        rooms = httpx.get(
+            admin + "/_antechamber/admin/v1/rooms", headers={"Authorization": f"Bearer {token}"}
+        )
+        assert (rooms.status_code, rooms.json()) == (200, {"rooms": []})
+        metrics = httpx.get(
+            admin + "/_antechamber/metrics", headers={"Authorization": f"Bearer {token}"}
+        )
+        assert (
+            'antechamber_federation_requests_total{operation="get_version",status="200"}'
+            in metrics.text
+        )
+        not_here = httpx.get(
+            base + "/_antechamber/admin/v1/rooms", headers={"Authorization": f"Bearer {token}"}
+        )
+        assert (not_here.status_code, not_here.json()["errcode"]) == (404, "M_UNRECOGNIZED")
     finally:
         process.send_signal(signal.SIGTERM)
         _, stderr = process.communicate(timeout=30)
     assert "GET /_matrix/federation/v1/version 200" in stderr, "one access line per request"
+    assert "GET /_antechamber/admin/v1/rooms 200" in stderr
+    assert token not in stderr, "the admin token is never logged"
 
 
 def test_cli_sign_request_verifies_as_the_server(cli_env, capsys):
@@ -131,3 +155,18 @@ def test_cli_sign_request_verifies_as_the_server(cli_env, capsys):
     assert main(["sign-request", "PUT", uri, "--destination", "d", "--body", '{"a": 1}']) == 0
     assert main(["sign-request", "PUT", uri, "--destination", "d", "--body", "[1]"]) == 1
     assert main(["sign-request", "GET", "no-slash", "--destination", "d"]) == 1
+
+
+def test_cli_admin_token_before_first_start_is_one_line(cli_env, capsys):
+    assert main(["admin", "token"]) == 1
+    assert len(capsys.readouterr().err.strip().splitlines()) == 1
+
+
+def test_cli_admin_rotate_token_then_token_shows_it(cli_env, capsys):
+    assert main(["admin", "rotate-token", "--json"]) == 0
+    rotated = json.loads(capsys.readouterr().out)
+    assert (cli_env / "admin.token").stat().st_mode & 0o777 == 0o600
+    assert main(["admin", "token"]) == 0
+    assert capsys.readouterr().out.strip() == rotated["token"]
+    assert main(["admin", "rotate-token", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["token"] != rotated["token"]

@@ -137,6 +137,8 @@ def test_errors_status_table_covers_the_spec_codes():
         "M_UNABLE_TO_AUTHORISE_JOIN": 400,
         "M_UNABLE_TO_GRANT_JOIN": 400,
         "M_UNAUTHORIZED": 401,
+        "M_MISSING_TOKEN": 401,
+        "M_UNKNOWN_TOKEN": 401,
         "M_FORBIDDEN": 403,
         "M_NOT_FOUND": 404,
         "M_UNRECOGNIZED": 404,
