@@ -98,6 +98,8 @@ def test_sender_retry_keeps_the_transaction_id(federation_config, remote, clock)
         room_id = shared_room(admin, remote)
         admin.send_message(room_id, "hello")
         await wait_for(lambda: len(remote.transactions) == 1)
+        # The failure is recorded (its backoff set) before the clock moves on.
+        await wait_for(lambda: store.get_retry_at(remote.server_name) > clock())
         remote.send_status = 200
         clock.now_ms += BACKOFF_START_MS
         await wait_for(lambda: len(remote.transactions) == 2)
@@ -197,7 +199,7 @@ def test_sender_drops_deliveries_of_rooms_this_server_left(federation_config, re
         remote.send_status = 503
         room_id = shared_room(admin, remote)
         admin.send_message(room_id, "before leaving")
-        await wait_for(lambda: remote.transactions)
+        await wait_for(lambda: store.get_retry_at(remote.server_name) > clock())
         # Our last user leaves: nothing of this room is retried for the remote any more.
         admin.leave_user(room_id, f"@admin:{SERVER_NAME}")
         clock.now_ms += BACKOFF_START_MS
