@@ -28,6 +28,7 @@ from oracle.cases import oracle_case
 from oracle.deviations import Disagreement, classify
 
 WORKER = Path(__file__).with_name("synapse_worker.py")
+PROGRESS_EVERY = 10_000
 
 
 def our_verdict(case: JsonDict) -> tuple[str, str]:
@@ -115,6 +116,8 @@ def compare(case: JsonDict, synapse: Synapse, stats: Stats | None) -> None:
     if stats is not None:
         stats.cases += 1
         stats.realistic += not case["junk"]
+        if stats.cases % PROGRESS_EVERY == 0:
+            print(f"oracle: {stats.cases} cases...", file=sys.stderr, flush=True)
     if theirs["verdict"] == "invalid":
         raise AssertionError(f"Synapse could not parse the case: {theirs['reason']}")
     if ours == synapse_side:
