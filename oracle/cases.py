@@ -128,7 +128,9 @@ def _level_map(draw: st.DrawFn, keys: tuple[str, ...], rv: RoomVersion, junk: bo
 
 
 @st.composite
-def power_levels_content(draw: st.DrawFn, rv: RoomVersion, junk: bool) -> JsonDict:
+def power_levels_content(
+    draw: st.DrawFn, rv: RoomVersion, junk: bool, creator: str | None = None
+) -> JsonDict:
     content: JsonDict = {}
     for key in LEVEL_KEYS:
         if draw(st.booleans()):
@@ -136,6 +138,14 @@ def power_levels_content(draw: st.DrawFn, rv: RoomVersion, junk: bool) -> JsonDi
     if draw(st.integers(0, 3)) > 0:
         user_keys = USERS + (("@nobody", "bob:b.test") if junk else ())
         content["users"] = draw(_level_map(user_keys, rv, junk))
+        # Rooms usually give their creator 100 (v12 creators may not be listed: 10.4)
+        if (
+            creator is not None
+            and isinstance(content["users"], dict)
+            and draw(st.booleans())
+            and not rv.additional_creators
+        ):
+            content["users"][creator] = 100
     if draw(st.booleans()):
         event_types = ("m.room.message", "m.room.power_levels", "m.room.name", "m.room.redaction")
         content["events"] = draw(_level_map(event_types, rv, junk))
@@ -181,7 +191,7 @@ _MEMBERSHIPS_V1 = ("join", "join", "invite", "leave", "ban")
 
 
 def _federate(junk: bool) -> st.SearchStrategy[Any]:
-    values: list[Any] = ["absent", "absent", True, False]
+    values: list[Any] = ["absent"] * 4 + [True, False]
     if junk:
         values += ["false", 0, None, "true"]
     return st.sampled_from(values)
@@ -231,7 +241,10 @@ def oracle_case(draw: st.DrawFn) -> JsonDict:
             )
     if draw(st.integers(0, 4)) > 0:
         state[("m.room.power_levels", "")] = room.pdu(
-            "m.room.power_levels", creator, draw(power_levels_content(rv, junk)), state_key=""
+            "m.room.power_levels",
+            creator,
+            draw(power_levels_content(rv, junk, creator)),
+            state_key="",
         )
     if draw(st.integers(0, 4)) > 0:
         join_rules: JsonDict = {"join_rule": draw(_join_rules(rv, junk))}
@@ -242,7 +255,7 @@ def oracle_case(draw: st.DrawFn) -> JsonDict:
         state[("m.room.join_rules", "")] = room.pdu(
             "m.room.join_rules", creator, join_rules, state_key=""
         )
-    if draw(st.booleans()):
+    if draw(st.integers(0, 2)) > 0:
         tpi: JsonDict = {"display_name": "x", "key_validity_url": "https://id.test/check"}
         keys = draw(st.sampled_from(["first", "second", "both", "urlsafe", "none"]))
         if keys in ("first", "both"):
@@ -352,7 +365,14 @@ def _candidate(
             ]
         )
     )
+    joined = [
+        u
+        for u in USERS
+        if state.get(("m.room.member", u), {}).get("content") == {"membership": "join"}
+    ]
     sender = draw(st.sampled_from(USERS))
+    if joined and draw(st.integers(0, 2)) > 0:
+        sender = draw(st.sampled_from(joined))
     others = [room.ref(e) for e in state.values() if e["type"] != "m.room.create"]
     prev_choice = draw(st.sampled_from(["create", "other", "both"]))
     if prev_choice == "create" or not others:
@@ -379,13 +399,18 @@ def _candidate(
                 signers = (_domain(authoriser),)
         if content["membership"] == "invite" and draw(st.integers(0, 2)) == 0:
             content["third_party_invite"] = draw(_third_party_invite(target, junk))
+            tpi_event = state.get(("m.room.third_party_invite", TOKEN))
+            if tpi_event is not None and draw(st.booleans()):
+                sender = tpi_event["sender"]  # 4.4.1.6: the invite's own sender
         event_type, state_key = "m.room.member", target
     elif kind == "power_levels":
+        if draw(st.booleans()):
+            sender = creator  # usually the one who can change levels
         old = state.get(("m.room.power_levels", ""))
         if old is not None and draw(st.booleans()):
             content = draw(_changed_power_levels(old["content"], rv, junk))
         else:
-            content = draw(power_levels_content(rv, junk))
+            content = draw(power_levels_content(rv, junk, creator))
         event_type, state_key = "m.room.power_levels", ""
     elif kind == "message":
         event_type, content = "m.room.message", {"msgtype": "m.text", "body": "hi"}

@@ -55,7 +55,7 @@ def verdict(case: dict[str, Any]) -> dict[str, str]:
             stored = make_event_from_dict(pdu, room_version)
             events[stored.event_id] = stored
         event = make_event_from_dict(case["event"], room_version)
-    except Exception as exc:  # an event Synapse cannot even parse: the generator's bug
+    except Exception as exc:  # an event Synapse's parser refuses (a v12 create with a room_id)
         return {"verdict": "invalid", "reason": repr(exc), "where": _where(exc)}
     try:
         event_auth.validate_event_for_room_version(event)
