@@ -112,6 +112,22 @@ KNOWN = [
     ),
     pytest.param(
         Disagreement(
+            "allow",
+            {"verdict": "crash", "reason": "AttributeError", "where": "get_user_power_level"},
+            _case(
+                {
+                    "type": "m.room.power_levels",
+                    "sender": "@alice:a.test",
+                    "state_key": "",
+                    "content": {"users": 5},
+                }
+            ),
+        ),
+        "crash on junk power levels",
+        id="crash-users-not-object",
+    ),
+    pytest.param(
+        Disagreement(
             "deny",
             ALLOW,
             _case(
