@@ -5,8 +5,9 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml requirements.lock | cksum | cut -d' ' -f1)
 FUZZ_EXAMPLES ?= 2000
 SOAK_MINUTES ?= 10
+ORACLE_CASES ?= 2000
 
-.PHONY: venv serve test browser-test fuzz lint fmt docs check bench interop soak crash hostile clean
+.PHONY: venv serve test browser-test fuzz lint fmt docs check bench interop oracle soak crash hostile clean
 
 $(STAMP): pyproject.toml requirements.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -52,6 +53,9 @@ hostile: venv
 
 interop: venv
 	bash interop/run.sh
+
+oracle: venv
+	ORACLE_CASES=$(ORACLE_CASES) bash oracle/run.sh
 
 clean:
 	rm -rf $(VENV) site .pytest_cache .mypy_cache .ruff_cache .coverage

@@ -1,0 +1,1 @@
+"""Differential oracles: matrix/'s verdicts against Synapse's, Synapse as a test oracle only."""
