@@ -8,6 +8,7 @@ bench/.cache, keyed by the schema's migrations and this recipe's version.
 
 import hashlib
 import json
+import os
 import shutil
 import sqlite3
 import time
@@ -28,7 +29,8 @@ ROOM_VERSION = "12"
 # Bump when what the fixtures contain changes: the cache key includes it.
 RECIPE_VERSION = 1
 MEMBER_ROOM_SIZES = (10, 1_000, 100_000)
-HISTORY_EVENTS = 500_000
+# ANTECHAMBER_BENCH_HISTORY_EVENTS makes a quicker (not comparable) run possible.
+HISTORY_EVENTS = int(os.environ.get("ANTECHAMBER_BENCH_HISTORY_EVENTS", "500000"))
 HISTORY_MEMBERS = 1_000
 BATCH = 5_000
 CACHE_DIR = Path(__file__).resolve().parent / ".cache"
