@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-$(shell cat pyproject.toml requirements.lock | cksum
 FUZZ_EXAMPLES ?= 2000
 SOAK_MINUTES ?= 10
 
-.PHONY: venv serve test fuzz lint fmt docs check bench interop soak crash hostile clean
+.PHONY: venv serve test fuzz lint fmt docs generate check bench interop soak crash hostile clean
 
 $(STAMP): pyproject.toml requirements.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -32,6 +32,9 @@ fmt: venv
 
 docs: venv
 	$(BIN)/python -m app.docs site
+
+generate: venv
+	$(BIN)/python -m scripts.generate_types
 
 check: lint test
 
