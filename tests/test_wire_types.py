@@ -1,11 +1,13 @@
 """The generated wire types: current with the contracts, a type for every body, and mypy bites."""
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
-from scripts.generate_types import OUTPUT_DIR, generate, get_contracts
+from scripts.generate_types import OUTPUT_DIR, ROOT, generate, get_contracts
 
 METHODS = ("get", "put", "post", "delete", "patch")
 
@@ -45,3 +47,34 @@ def test_wire_types_every_json_body_is_a_named_component_schema(contract: Path):
                     if not media_type["schema"].get("$ref", "").startswith("#/components/schemas/"):
                         inline.append(f"{method.upper()} {path} {where}")
     assert inline == []
+
+
+def test_wire_types_mypy_reports_a_handler_returning_a_wrong_shape(tmp_path: Path):
+    # The check is known to bite: the project's mypy config on a fixture whose handlers
+    # return bodies the contract forbids reports each of them, and nothing else.
+    fixture = ROOT / "tests" / "fixtures" / "mypy_wrong_return.py"
+    expected = [
+        number
+        for number, line in enumerate(fixture.read_text().splitlines(), start=1)
+        if line.endswith("# mypy: error")
+    ]
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "mypy",
+            "--config-file=pyproject.toml",
+            f"--cache-dir={tmp_path}",
+            "--no-error-summary",
+            "tests/fixtures/mypy_wrong_return.py",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=ROOT,
+    )
+    assert result.returncode == 1, result.stdout + result.stderr
+    reported = sorted(
+        {int(line.split(":")[1]) for line in result.stdout.splitlines() if ": error:" in line}
+    )
+    assert reported == expected, result.stdout
