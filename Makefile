@@ -7,7 +7,7 @@ FUZZ_EXAMPLES ?= 2000
 SOAK_MINUTES ?= 10
 ORACLE_CASES ?= 2000
 
-.PHONY: venv serve test browser-test fuzz lint fmt docs check bench interop oracle soak crash hostile clean
+.PHONY: venv serve test browser-test fuzz lint fmt docs generate check bench interop oracle soak crash hostile clean
 
 $(STAMP): pyproject.toml requirements.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -36,6 +36,9 @@ fmt: venv
 
 docs: venv
 	$(BIN)/python -m app.docs site
+
+generate: venv
+	$(BIN)/python -m scripts.generate_types
 
 check: lint test
 

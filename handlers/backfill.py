@@ -2,19 +2,21 @@
 
 from urllib.parse import unquote
 
+from api_types.federation import MissingEventsRequest, MissingEventsResponse, PduTransaction
 from app.rooms import history
 from handlers import _context
 from matrix.ids import parse_room_id
-from matrix.types import JsonDict
 
 
-async def backfill(roomId: str, v: list[str], limit: int, user: str) -> JsonDict:
+async def backfill(roomId: str, v: list[str], limit: int, user: str) -> PduTransaction:
     """GET /_matrix/federation/v1/backfill/{roomId} (backfill.yaml)."""
     room_id = parse_room_id(unquote(roomId))
     return history.get_backfill(_context.resident(), user, room_id, v, limit)
 
 
-async def get_missing_events(roomId: str, body: JsonDict, user: str) -> JsonDict:
+async def get_missing_events(
+    roomId: str, body: MissingEventsRequest, user: str
+) -> MissingEventsResponse:
     """POST /_matrix/federation/v1/get_missing_events/{roomId} (backfill.yaml)."""
     room_id = parse_room_id(unquote(roomId))
     return history.get_missing_events(

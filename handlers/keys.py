@@ -1,11 +1,11 @@
 """keys_server.yaml: GET /_matrix/key/v2/server."""
 
+from api_types.federation import ServerKeys
 from handlers import _context
 from matrix.server_keys import build_server_keys
-from matrix.types import JsonDict
 
 
-async def get_server_keys() -> JsonDict:
+async def get_server_keys() -> ServerKeys:
     """GET /_matrix/key/v2/server (SS §Publishing Keys)."""
     return build_server_keys(
         _context.server_name(),

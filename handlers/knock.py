@@ -3,8 +3,10 @@
 from functools import partial
 from urllib.parse import unquote
 
+from api_types.federation import KnockPdu, MakeKnockResponse, SendKnockResponse
 from app.rooms import hosted, ingest
 from handlers import _context
+from handlers._json import as_json_dict
 from matrix.acl import check_server_acl
 from matrix.errors import MatrixError
 from matrix.ids import parse_room_id, parse_user_id
@@ -16,10 +18,9 @@ from matrix.knock import (
     check_send_knock_event,
     get_knock_state_keys,
 )
-from matrix.types import JsonDict
 
 
-async def make_knock(roomId: str, userId: str, ver: list[str], user: str) -> JsonDict:
+async def make_knock(roomId: str, userId: str, ver: list[str], user: str) -> MakeKnockResponse:
     """GET /_matrix/federation/v1/make_knock/{roomId}/{userId} (knocks.yaml)."""
     origin = user
     # Path ids arrive with %2F and %25 still encoded (app/http/paths.py); decode them here.
@@ -49,7 +50,7 @@ async def make_knock(roomId: str, userId: str, ver: list[str], user: str) -> Jso
     return {"room_version": room_version.identifier, "event": event}
 
 
-async def send_knock(roomId: str, eventId: str, body: JsonDict, user: str) -> JsonDict:
+async def send_knock(roomId: str, eventId: str, body: KnockPdu, user: str) -> SendKnockResponse:
     """PUT /_matrix/federation/v1/send_knock/{roomId}/{eventId} (knocks.yaml)."""
     origin = user
     room_id = parse_room_id(unquote(roomId))
@@ -68,7 +69,7 @@ async def send_knock(roomId: str, eventId: str, body: JsonDict, user: str) -> Js
         resident,
         room_id,
         room_version,
-        body,
+        as_json_dict(body),
         event_id=event_id,
         origin=origin,
         check_endpoint=partial(

@@ -2,13 +2,19 @@
 
 from urllib.parse import unquote
 
+from api_types.federation import (
+    MakeMembershipResponse,
+    MembershipPdu,
+    SendJoinResponse,
+    SendLeaveResponse,
+)
 from app.rooms import membership
 from handlers import _context
+from handlers._json import as_json_dict
 from matrix.ids import parse_room_id, parse_user_id
-from matrix.types import JsonDict
 
 
-async def make_join(roomId: str, userId: str, ver: list[str], user: str) -> JsonDict:
+async def make_join(roomId: str, userId: str, ver: list[str], user: str) -> MakeMembershipResponse:
     """GET /_matrix/federation/v1/make_join/{roomId}/{userId} (joins-v1.yaml)."""
     room_id = parse_room_id(unquote(roomId))
     user_id = parse_user_id(unquote(userId))
@@ -18,18 +24,18 @@ async def make_join(roomId: str, userId: str, ver: list[str], user: str) -> Json
 
 
 async def send_join(
-    roomId: str, eventId: str, body: JsonDict, user: str, omit_members: bool = False
-) -> JsonDict:
+    roomId: str, eventId: str, body: MembershipPdu, user: str, omit_members: bool = False
+) -> SendJoinResponse:
     """PUT /_matrix/federation/v2/send_join/{roomId}/{eventId} (joins-v2.yaml)."""
     resident = _context.resident()
     room_id = parse_room_id(unquote(roomId))
     _, accepted = await membership.accept_membership_pdu(
-        resident, room_id, unquote(eventId), body, "join", user
+        resident, room_id, unquote(eventId), as_json_dict(body), "join", user
     )
     return membership.build_send_join_response(resident, room_id, accepted)
 
 
-async def make_leave(roomId: str, userId: str, user: str) -> JsonDict:
+async def make_leave(roomId: str, userId: str, user: str) -> MakeMembershipResponse:
     """GET /_matrix/federation/v1/make_leave/{roomId}/{userId} (leaving-v1.yaml)."""
     room_id = parse_room_id(unquote(roomId))
     user_id = parse_user_id(unquote(userId))
@@ -38,10 +44,12 @@ async def make_leave(roomId: str, userId: str, user: str) -> JsonDict:
     )
 
 
-async def send_leave(roomId: str, eventId: str, body: JsonDict, user: str) -> JsonDict:
+async def send_leave(
+    roomId: str, eventId: str, body: MembershipPdu, user: str
+) -> SendLeaveResponse:
     """PUT /_matrix/federation/v2/send_leave/{roomId}/{eventId} (leaving-v2.yaml)."""
     room_id = parse_room_id(unquote(roomId))
     await membership.accept_membership_pdu(
-        _context.resident(), room_id, unquote(eventId), body, "leave", user
+        _context.resident(), room_id, unquote(eventId), as_json_dict(body), "leave", user
     )
     return {}

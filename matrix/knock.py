@@ -1,7 +1,9 @@
 """The knock handshake's decisions (knocks.yaml; knock-digest §1, §5): pure functions, no I/O."""
 
 from collections.abc import Iterable, Mapping, Sequence
+from typing import cast
 
+from api_types.federation import KnockTemplate
 from matrix.auth_rules import CREATE_KEY, StateKey, StateMap
 from matrix.errors import MatrixError
 from matrix.membership import (
@@ -51,10 +53,11 @@ def build_knock_template(
     prev_events: Iterable[tuple[str, int]],
     origin: str,
     origin_server_ts: int,
-) -> JsonDict:
+) -> KnockTemplate:
     """The unsigned knock event a resident returns from make_knock (knock-digest §1.1); rule 9:
     it must pass the auth rules against current state (join rule, membership, m.federate)."""
-    return build_membership_template(
+    # The membership template's fields with membership "knock": the KnockTemplate shape.
+    template = build_membership_template(
         room_version,
         "knock",
         room_id=room_id,
@@ -65,6 +68,7 @@ def build_knock_template(
         origin=origin,
         origin_server_ts=origin_server_ts,
     )
+    return cast(KnockTemplate, template)
 
 
 # knocks.yaml / CS §Stripped state: the state that helps a knocker identify the room. The create

@@ -3,13 +3,14 @@
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from signedjson.key import get_verify_key
 from signedjson.sign import SignatureVerifyException, sign_json, verify_signed_json
 from signedjson.types import SigningKey, VerifyKey
 from unpaddedbase64 import encode_base64
 
+from api_types.federation import ServerKeys
 from matrix.types import JsonDict
 from matrix.xmatrix import decode_verify_key
 
@@ -23,7 +24,7 @@ def build_server_keys(
     signing_key: SigningKey,
     old_verify_keys: Mapping[str, JsonDict],
     now_ms: int,
-) -> JsonDict:
+) -> ServerKeys:
     """The self-signed key document for ``GET /_matrix/key/v2/server``."""
     key_id = f"{signing_key.alg}:{signing_key.version}"
     document: JsonDict = {
@@ -37,8 +38,8 @@ def build_server_keys(
         },
         "valid_until_ts": now_ms + KEY_VALIDITY_MS,
     }
-    signed: JsonDict = sign_json(document, server_name, signing_key)
-    return signed
+    # sign_json returns the document it was given plus its `signatures`: the ServerKeys shape.
+    return cast(ServerKeys, sign_json(document, server_name, signing_key))
 
 
 # keys.yaml / rooms v5: use min(valid_until_ts, now + 7 days) so a remote cannot pin a key.

@@ -1,7 +1,15 @@
 """The read endpoints other servers use to catch up (SS §Retrieving events, §Backfilling)."""
 
 from collections.abc import Sequence
+from typing import Literal, overload
 
+from api_types.federation import (
+    EventAuthResponse,
+    MissingEventsResponse,
+    PduTransaction,
+    StateIdsResponse,
+    StateResponse,
+)
 from app.rooms import Resident, hosted
 from db.store import Store
 from matrix.errors import MatrixError
@@ -52,7 +60,7 @@ def _for_server(
     return redact_event(event, room_version)
 
 
-def get_event(resident: Resident, origin: str, event_id: str) -> JsonDict:
+def get_event(resident: Resident, origin: str, event_id: str) -> PduTransaction:
     """events.yaml GET /event/{eventId}: a transaction holding the one PDU."""
     store = resident.store
     room_id, _position, _event = _load_event(store, event_id, None)
@@ -60,9 +68,21 @@ def get_event(resident: Resident, origin: str, event_id: str) -> JsonDict:
     return _transaction(resident, [_for_server(store, origin, room_id, room_version, event_id)])
 
 
+@overload
+def get_state(
+    resident: Resident, origin: str, room_id: str, event_id: str, *, ids_only: Literal[False]
+) -> StateResponse: ...
+
+
+@overload
+def get_state(
+    resident: Resident, origin: str, room_id: str, event_id: str, *, ids_only: Literal[True]
+) -> StateIdsResponse: ...
+
+
 def get_state(
     resident: Resident, origin: str, room_id: str, event_id: str, *, ids_only: bool
-) -> JsonDict:
+) -> StateResponse | StateIdsResponse:
     """events.yaml /state and /state_ids: the room's state before ``event_id`` (not including
     it: Synapse's get_state_ids_for_pdu) and the auth chain of that state."""
     store = resident.store
@@ -79,7 +99,9 @@ def get_state(
     }
 
 
-def get_event_auth(resident: Resident, origin: str, room_id: str, event_id: str) -> JsonDict:
+def get_event_auth(
+    resident: Resident, origin: str, room_id: str, event_id: str
+) -> EventAuthResponse:
     """event_auth.yaml: the full auth chain of the event."""
     store = resident.store
     room_version = check_server_in_room(store, room_id, origin)
@@ -97,7 +119,7 @@ def get_missing_events(
     latest_events: Sequence[str],
     limit: int,
     min_depth: int,
-) -> JsonDict:
+) -> MissingEventsResponse:
     """backfill.yaml POST /get_missing_events: a breadth-first walk of the prev_events of
     ``latest_events`` that skips ``earliest_events`` and stops at ``limit`` (at most 20, as
     Synapse), oldest first; events below ``min_depth`` are left out."""
@@ -130,7 +152,7 @@ def get_missing_events(
 
 def get_backfill(
     resident: Resident, origin: str, room_id: str, from_events: Sequence[str], limit: int
-) -> JsonDict:
+) -> PduTransaction:
     """backfill.yaml GET /backfill: the events ``from_events`` and before them, newest first,
     at most ``limit`` (capped at 100, as Synapse), in a transaction."""
     store = resident.store
@@ -165,7 +187,7 @@ def _accepted_in_room(store: Store, room_id: str, event_ids: Sequence[str]) -> l
     ]
 
 
-def _transaction(resident: Resident, pdus: list[JsonDict]) -> JsonDict:
+def _transaction(resident: Resident, pdus: list[JsonDict]) -> PduTransaction:
     """events.yaml / backfill.yaml answer PDUs as a transaction from this server."""
     return {
         "origin": resident.server_name,

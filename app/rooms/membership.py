@@ -1,7 +1,9 @@
 """The join and leave handshakes a resident answers (SS §Joining Rooms, §Leaving Rooms)."""
 
 from functools import partial
+from typing import cast
 
+from api_types.federation import MakeMembershipResponse, MembershipTemplate, SendJoinResponse
 from app.rooms import Resident, hosted, ingest
 from matrix.auth_rules import StateKey
 from matrix.errors import MatrixError
@@ -29,7 +31,7 @@ def build_make_membership_response(
     membership: str,
     origin: str,
     supported_versions: list[str] | None = None,
-) -> JsonDict:
+) -> MakeMembershipResponse:
     """make_join (``supported_versions`` = its ``ver``) or make_leave: ``{room_version, event}``.
 
     Checks in Synapse's order (FederationServer.on_make_join_request and the handler's): room
@@ -61,7 +63,8 @@ def build_make_membership_response(
         origin_server_ts=resident.clock(),
         authoriser=authoriser,
     )
-    return {"room_version": room_version.identifier, "event": event}
+    # The template of a join or leave (build_membership_template): the MembershipTemplate shape.
+    return {"room_version": room_version.identifier, "event": cast(MembershipTemplate, event)}
 
 
 def _get_restricted_join_authoriser(
@@ -161,7 +164,7 @@ def _countersign_restricted_join(
 
 def build_send_join_response(
     resident: Resident, room_id: str, accepted: ingest.AcceptedPdu
-) -> JsonDict:
+) -> SendJoinResponse:
     """joins-v2.yaml 200: the state before the join, the auth chain of it and of the join, the
     join as stored (with this server's signature), ``members_omitted`` false.
 

@@ -1,0 +1,1 @@
+"""Wire types generated from the contracts, one module per openapi/*.yaml (`make generate`)."""

@@ -1,0 +1,120 @@
+"""Wire types of openapi/admin.yaml, generated: edit the contract, then run `make generate`.
+
+Generated from openapi/admin.yaml by `make generate` (scripts/generate_types.py,
+datamodel-code-generator 0.97.0). Do not edit by hand: tests/test_wire_types.py fails
+when this file differs from what the contract generates.
+"""
+
+from __future__ import annotations
+
+from typing import NotRequired, TypeAlias
+
+from typing_extensions import TypedDict
+
+
+class MatrixError(TypedDict):
+    """
+    A Matrix error (CS §Standard error response).
+    """
+
+    errcode: str
+    """
+    The error code (a remote's errcode is passed on as it came).
+    """
+    error: str
+    """
+    A human-readable message.
+    """
+
+
+class RoomSummary(TypedDict):
+    room_id: str
+    room_version: str
+    created_ts: int
+    join_rule: str
+    name: str
+    topic: str
+    pending_knocks: int
+    joined_members: int
+
+
+class PendingKnock(TypedDict):
+    user_id: str
+    server_name: str
+    """
+    The knocker's server, which the invite goes to on accept.
+    """
+    reason: str
+    origin_server_ts: int
+    event_id: str
+
+
+class Member(TypedDict):
+    user_id: str
+    membership: str
+    reason: str
+    origin_server_ts: int
+    sender: str
+    event_id: str
+
+
+class TimelineEntry(TypedDict):
+    event_id: str
+    origin_server_ts: int
+    sender: str
+    type: str
+    state_key: str
+    summary: str
+
+
+CreateRoomRequestAllowRoom: TypeAlias = str
+
+
+class CreateRoomRequest(TypedDict, closed=True):
+    room_version: NotRequired[str]
+    """
+    The room version (default the server's default, 12).
+    """
+    join_rule: str
+    name: NotRequired[str]
+    topic: NotRequired[str]
+    creator: NotRequired[str]
+    """
+    Localpart of the creating user (default `admin`).
+    """
+    allow_rooms: NotRequired[list[CreateRoomRequestAllowRoom]]
+
+
+class ReasonRequest(TypedDict, closed=True):
+    reason: NotRequired[str]
+    sender: NotRequired[str]
+    """
+    A local member with the power (default the room's creator).
+    """
+
+
+class TargetRequest(TypedDict, closed=True):
+    user_id: str
+    reason: NotRequired[str]
+    sender: NotRequired[str]
+
+
+class UnbanRequest(TypedDict, closed=True):
+    user_id: str
+    sender: NotRequired[str]
+
+
+ServerAclRequestAllowItem: TypeAlias = str
+
+
+ServerAclRequestDenyItem: TypeAlias = str
+
+
+class ServerAclRequest(TypedDict, closed=True):
+    allow: NotRequired[list[ServerAclRequestAllowItem]]
+    """
+    Server name globs allowed (default `["*"]`).
+    """
+    deny: NotRequired[list[ServerAclRequestDenyItem]]
+    allow_ip_literals: NotRequired[bool]
+    sender: NotRequired[str]
