@@ -75,7 +75,7 @@ def create_app(
         federation = FederationClient(config.server_name, signing_key, config, http=http)
         pdu_sender = FederationSender(store, federation, clock)
         # Deliveries left in the outbox (a restart, a crash, another worker, the CLI) go out.
-        pdu_sender.start()
+        pdu_sender.start(retry_now=True)
         state = {
             "config": config,
             "server_name": config.server_name,

@@ -580,6 +580,15 @@ class Store:
             )
             return cursor.rowcount == 1
 
+    def reset_backoff_of_pending(self) -> int:
+        """Retry every destination with pending deliveries at once (a server start)."""
+        with self.write_transaction():
+            cursor = self.conn.execute(
+                "UPDATE destinations SET retry_at_ts = 0, backoff_ms = 0"
+                " WHERE retry_at_ts > 0 AND destination IN (SELECT destination FROM outbox)"
+            )
+            return int(cursor.rowcount)
+
     def drop_deliveries_for_left_rooms(self, destination: str, server_name: str) -> int:
         """Deliveries of rooms this server has no joined user in any more are not retried
         (Synapse #18491/#18500: a left room must not be retried forever)."""

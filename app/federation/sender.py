@@ -60,9 +60,15 @@ class FederationSender:
         # Destinations this worker saw fail: an inbound request from one resets its backoff.
         self._backed_off: set[str] = set()
 
-    def start(self) -> None:
-        """Start polling (once the event loop runs): deliveries pending from before a restart
-        go out at once."""
+    def start(self, *, retry_now: bool = False) -> None:
+        """Start polling (once the event loop runs). With ``retry_now`` (the server starting)
+        every destination with pending deliveries is tried at once, backoff or not: an operator
+        restarting the server expects the queue to move (the backoff builds up again from one
+        minute if the destination is still down)."""
+        if retry_now:
+            reset = self._store.reset_backoff_of_pending()
+            if reset:
+                logger.info("Retrying %d backed-off destinations now (server start)", reset)
         if self._poller is None:
             self._poller = asyncio.create_task(self._poll())
 

@@ -246,3 +246,21 @@ def test_sender_failure_is_recorded_for_the_operator(federation_config, remote, 
         assert row["txn_id"]
 
     run_with_sender(federation_config, clock, body)
+
+
+def test_sender_server_start_retries_backed_off_destinations_at_once(
+    federation_config, remote, clock
+):
+    """A restart moves the queue: pending deliveries of a backed-off destination go out."""
+
+    async def body(admin, senders, store):
+        remote.send_status = 503
+        room_id = shared_room(admin, remote)
+        admin.send_message(room_id, "queued")
+        await wait_for(lambda: store.get_retry_at(remote.server_name) > clock())
+        remote.send_status = 200
+        # What the server's lifespan does at start (the clock has not moved: no backoff ran out)
+        senders[0].start(retry_now=True)
+        await wait_for(lambda: len(remote.accepted_pdus) == 1)
+
+    run_with_sender(federation_config, clock, body)
