@@ -12,6 +12,18 @@ from typing import NotRequired, TypeAlias
 from typing_extensions import TypedDict
 
 
+class Destination(TypedDict):
+    destination: str
+    pending: int
+    retry_at_ts: int
+    backoff_ms: int
+    last_success_ts: NotRequired[int]
+    last_error: NotRequired[str]
+    last_error_ts: NotRequired[int]
+    txn_id: NotRequired[str]
+    lease_owner: NotRequired[str]
+
+
 class MatrixError(TypedDict):
     """
     A Matrix error (CS §Standard error response).
@@ -118,3 +130,7 @@ class ServerAclRequest(TypedDict, closed=True):
     deny: NotRequired[list[ServerAclRequestDenyItem]]
     allow_ip_literals: NotRequired[bool]
     sender: NotRequired[str]
+
+
+class DestinationList(TypedDict):
+    destinations: list[Destination]

@@ -153,6 +153,11 @@ async def set_server_acl(roomId: str, body: JsonDict, user: str) -> JsonDict:
     return _sent(event_id)
 
 
+async def list_destinations(user: str) -> JsonDict:
+    """GET /_antechamber/admin/v1/federation/destinations (admin.yaml)."""
+    return {"destinations": _service().store.get_destination_status()}
+
+
 async def get_metrics(user: str) -> str:
     """GET /_antechamber/metrics (admin.yaml)."""
     # A str: Connexion answers it as the contract's text/plain (Prometheus' text format)

@@ -521,3 +521,23 @@ def test_admin_metrics_count_knocks_accepted_and_denied(admin_env):
         "antechamber_database_write_duration_seconds",
     ):
         assert f"# TYPE {name.removesuffix('_total')}" in response.text, name
+
+
+def test_admin_federation_destinations_show_the_outbox(admin_env):
+    """The durable outbox per destination, as `antechamber federation status` shows it."""
+    assert admin_env.get("/federation/destinations").json() == {"destinations": []}
+    room_id = admin_env.admin.create_room("12", "knock")
+    store = admin_env.store
+    (create_id,) = [row[0] for row in store.conn.execute("SELECT event_id FROM events LIMIT 1")]
+    with store.write_transaction():
+        store.enqueue_delivery(["down.example"], create_id, room_id)
+    store.fail_transaction("down.example", "HTTP 503", 1_000, start_ms=60_000, max_ms=86_400_000)
+    response = admin_env.get("/federation/destinations")
+    assert response.status_code == 200
+    (row,) = response.json()["destinations"]
+    assert (row["destination"], row["pending"], row["retry_at_ts"], row["last_error"]) == (
+        "down.example",
+        1,
+        61_000,
+        "HTTP 503",
+    )
