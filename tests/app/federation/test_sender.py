@@ -87,7 +87,8 @@ def test_sender_down_destination_gets_all_200_events_in_order_once_back(
         ids = received_ids(remote)
         assert [i for i in ids if i in set(sent)] == sent
         assert len(ids) == len(set(ids))
-        assert store.count_pending(remote.server_name) == 0
+        # the last 200 answer is recorded just after the remote saw the transaction
+        await wait_for(lambda: store.count_pending(remote.server_name) == 0)
 
     run_with_sender(federation_config, clock, body)
 
@@ -158,8 +159,10 @@ def test_sender_after_a_restart_delivers_what_was_pending(federation_config, rem
 def test_sender_two_workers_send_each_event_once(federation_config, remote, clock, test_ca):
     from tests.remote import RemoteHomeserver
 
-    async def body(admin, senders, store):
-        with RemoteHomeserver(test_ca, clock, key_version="other1") as other:
+    # Started and stopped outside the senders' event loop, like the `remote` fixture.
+    with RemoteHomeserver(test_ca, clock, key_version="other1") as other:
+
+        async def body(admin, senders, store):
             room_id = shared_room(admin, remote)
             add_member(admin, room_id, f"@carol:{other.server_name}", remote=other)
             sent = []
@@ -172,7 +175,7 @@ def test_sender_two_workers_send_each_event_once(federation_config, remote, cloc
                 ids = [i for i in received_ids(server) if i in set(sent)]
                 assert ids == sent
 
-    run_with_sender(federation_config, clock, body, owners=2)
+        run_with_sender(federation_config, clock, body, owners=2)
 
 
 def test_sender_leased_destination_is_left_to_its_owner(federation_config, remote, clock):
@@ -230,16 +233,20 @@ def test_sender_too_many_pending_falls_back_to_catch_up(
 
 @pytest.mark.parametrize("status", [pytest.param(0, id="unreachable"), pytest.param(404, id="404")])
 def test_sender_failure_is_recorded_for_the_operator(federation_config, remote, clock, status):
+    from tests.factories import make_remote_server
+    from tests.live_server import free_port
+
+    # Unreachable: a member server on a loopback port nothing listens on (stopping the running
+    # fake remote mid-test leaves its thread's sockets to the GC).
+    member = make_remote_server(f"127.0.0.1:{free_port()}") if status == 0 else remote
+
     async def body(admin, senders, store):
-        if status == 0:
-            remote.refuse()
-        else:
-            remote.send_status = status
-        room_id = shared_room(admin, remote)
+        remote.send_status = status or 200
+        room_id = shared_room(admin, member)
         admin.send_message(room_id, "hello")
-        await wait_for(lambda: store.get_retry_at(remote.server_name) > clock())
+        await wait_for(lambda: store.get_retry_at(member.server_name) > clock())
         (row,) = [
-            r for r in store.get_destination_status() if r["destination"] == remote.server_name
+            r for r in store.get_destination_status() if r["destination"] == member.server_name
         ]
         assert row["pending"] >= 1
         assert row["last_error"]
