@@ -1,6 +1,12 @@
 """Schema migrations, applied in order once each; the applied ones are recorded in the database."""
 
+import json
+import sqlite3
+from collections.abc import Callable
+
 import sqlite_utils
+
+from db.state_groups import StateGroups
 
 _M001_ROOMS_AND_EVENTS = """
 CREATE TABLE rooms (
@@ -118,14 +124,58 @@ _M006_SOFT_FAILED = """
 ALTER TABLE events ADD COLUMN soft_failed INTEGER NOT NULL DEFAULT 0;
 """
 
-# (name, SQL script). Append only; never edit an applied migration.
-MIGRATIONS: list[tuple[str, str]] = [
+_M007_STATE_GROUPS = """
+-- State at every event (db/state_groups.py has the layout): immutable state groups, each a
+-- delta against an ancestor (base NULL: stored whole), and the groups before and after each
+-- event. rooms.current_state_group is the group current_state mirrors (NULL: not yet known,
+-- current_state itself is then the reference).
+CREATE TABLE state_groups (
+    id INTEGER PRIMARY KEY,
+    room_id TEXT NOT NULL,
+    base INTEGER,
+    position INTEGER NOT NULL
+);
+CREATE TABLE state_group_deltas (
+    group_id INTEGER NOT NULL,
+    type TEXT NOT NULL,
+    state_key TEXT NOT NULL,
+    event_id TEXT,
+    PRIMARY KEY (group_id, type, state_key)
+) WITHOUT ROWID;
+CREATE TABLE event_state (
+    event_id TEXT PRIMARY KEY,
+    before_group INTEGER,
+    after_group INTEGER
+) WITHOUT ROWID;
+ALTER TABLE rooms ADD COLUMN current_state_group INTEGER;
+-- The stream-order state lookups it replaces.
+DROP INDEX events_state_history
+"""
+
+
+def _m008_state_at_stored_events(conn: sqlite3.Connection) -> None:
+    """Events stored before state groups existed get theirs, replayed in stream order."""
+    groups = StateGroups(conn)
+    rows = conn.execute(
+        "SELECT e.event_id, e.room_id, r.room_version, e.rejected, e.json FROM events AS e"
+        " JOIN rooms AS r ON r.room_id = e.room_id ORDER BY e.stream_ordering"
+    )
+    for event_id, room_id, room_version, rejected, text in rows.fetchall():
+        groups.add_event(room_id, room_version, json.loads(text), event_id, rejected=bool(rejected))
+
+
+Migration = str | Callable[[sqlite3.Connection], None]
+
+# (name, SQL script or function). Append only; never edit an applied migration.
+MIGRATIONS: list[tuple[str, Migration]] = [
     ("001_rooms_and_events", _M001_ROOMS_AND_EVENTS),
     ("002_server_keys", _M002_SERVER_KEYS),
     ("003_joined_members_per_server", _M003_JOINED_MEMBERS_PER_SERVER),
     ("004_received_transactions", _M004_RECEIVED_TRANSACTIONS),
     ("005_outbox", _M005_OUTBOX),
     ("006_soft_failed", _M006_SOFT_FAILED),
+    ("007_state_groups", _M007_STATE_GROUPS),
+    ("008_state_at_stored_events", _m008_state_at_stored_events),
 ]
 
 
@@ -143,8 +193,11 @@ def apply_migrations(db: sqlite_utils.Database) -> list[str]:
             if conn.execute("SELECT 1 FROM _migrations WHERE name = ?", [name]).fetchone():
                 conn.execute("ROLLBACK")
                 continue
-            for statement in _statements(script):
-                conn.execute(statement)
+            if callable(script):
+                script(conn)
+            else:
+                for statement in _statements(script):
+                    conn.execute(statement)
             conn.execute(
                 "INSERT INTO _migrations (name, applied_ts) VALUES (?, strftime('%s','now'))",
                 [name],

@@ -12,6 +12,7 @@ import sqlite_utils
 from canonicaljson import encode_canonical_json
 
 from db.migrations import apply_migrations
+from db.state_groups import StateGroups, get_state_changes
 from matrix.events import get_event_reference_ids
 from matrix.ids import get_domain
 
@@ -54,6 +55,7 @@ class Store:
         self.conn: sqlite3.Connection = db.conn
         self._in_write_transaction = False
         self._after_commit: list[Callable[[], None]] = []
+        self._groups = StateGroups(self.conn)
 
     @classmethod
     def open(cls, path: Path | str) -> "Store":
@@ -317,34 +319,57 @@ class Store:
         ).fetchall()
         return [(row[0], int(row[1])) for row in rows]
 
-    def get_state_event_before(
-        self, room_id: str, event_type: str, state_key: str, stream_ordering: int
-    ) -> JsonDict | None:
-        """The newest accepted state event for the key stored strictly before ``stream_ordering``.
+    # State at every event (db/state_groups.py) --------------------------------------------
 
-        One seek on the events_state_history index (its WHERE clause is repeated so SQLite may
-        use the partial index).
-        """
-        row = self.conn.execute(
-            "SELECT json FROM events"
-            " WHERE room_id = ? AND type = ? AND state_key = ? AND rejected = 0 AND soft_failed = 0"
-            " AND stream_ordering < ?"
-            " ORDER BY stream_ordering DESC LIMIT 1",
-            (room_id, event_type, state_key, stream_ordering),
-        ).fetchone()
-        return None if row is None else _parse(row[0])
+    def get_state_ids_at(self, event_id: str, *, after: bool = False) -> dict[StateKey, str] | None:
+        """(type, state_key) -> event id of the room's state before (or after) a stored event;
+        None when the event is unknown here."""
+        groups = self._groups.get_event_groups(event_id)
+        if groups is None:
+            return None
+        return dict(self._groups.get_state_ids(groups[1] if after else groups[0]))
 
-    def get_state_ids_before(self, room_id: str, stream_ordering: int) -> dict[StateKey, str]:
-        """(type, state_key) -> event id of the room's state before the event stored at
-        ``stream_ordering``: the newest accepted state event per key stored before it (linear
-        history; state at every event is the shared-room issue's)."""
-        rows = self.conn.execute(
-            "SELECT type, state_key, event_id, max(stream_ordering) FROM events"
-            " WHERE room_id = ? AND state_key IS NOT NULL AND rejected = 0 AND soft_failed = 0"
-            " AND stream_ordering < ? GROUP BY type, state_key",
-            (room_id, stream_ordering),
-        ).fetchall()
-        return {(row[0], row[1]): row[2] for row in rows}
+    def get_state_events_at(
+        self, event_id: str, keys: Iterable[StateKey], *, after: bool = False
+    ) -> dict[StateKey, JsonDict]:
+        """The state events for ``keys`` before (or after) a stored event: a few seeks each."""
+        groups = self._groups.get_event_groups(event_id)
+        if groups is None:
+            return {}
+        ids = self._groups.get_state_ids_for_keys(groups[1] if after else groups[0], keys)
+        return self._load_state_events(ids)
+
+    def get_state_events_after_prev_events(
+        self,
+        room_id: str,
+        room_version: str,
+        prev_event_ids: Sequence[str],
+        keys: Iterable[StateKey],
+    ) -> dict[StateKey, JsonDict]:
+        """The state events for ``keys`` in the resolution of the states after the known
+        ``prev_event_ids``: the state before an event citing them (SS §Checks performed on
+        receipt of a PDU, step 5). Resolving writes the resolved group, so call it inside a
+        write transaction."""
+        group = self._groups.resolve(
+            room_id, room_version, self._groups.get_groups_after(prev_event_ids)
+        )
+        return self._load_state_events(self._groups.get_state_ids_for_keys(group, keys))
+
+    def get_server_memberships_after(self, event_id: str, server_name: str) -> list[str]:
+        """The memberships of ``server_name``'s users in the room's state just after a stored
+        event (history visibility: SS §Authorization of event access)."""
+        groups = self._groups.get_event_groups(event_id)
+        if groups is None:
+            return []
+        ids = self._groups.get_member_ids_of_server(groups[1], server_name)
+        events = self._load_state_events(ids)
+        memberships = [event.get("content", {}).get("membership") for event in events.values()]
+        return [m for m in memberships if isinstance(m, str)]
+
+    def _load_state_events(self, ids: dict[StateKey, str]) -> dict[StateKey, JsonDict]:
+        # State groups hold accepted events only (a rejected event adds none).
+        found = self.get_events_by_id(list(ids.values()))
+        return {key: found[event_id] for key, event_id in ids.items() if event_id in found}
 
     def get_auth_chain_ids(self, event_ids: Sequence[str]) -> list[str]:
         """Every stored event reachable from ``event_ids`` through auth_events (v1/v2 pairs or
@@ -370,16 +395,22 @@ class Store:
         ).fetchall()
         return [row[0] for row in rows]
 
-    def get_events_in_order(self, event_ids: Sequence[str]) -> list[JsonDict]:
-        """The stored PDUs among ``event_ids``, in the order given (unknown ids skipped)."""
+    def get_events_by_id(self, event_ids: Sequence[str]) -> dict[str, JsonDict]:
+        """The stored PDUs among ``event_ids`` (rejected ones included), by id."""
         found: dict[str, JsonDict] = {}
-        for start in range(0, len(event_ids), 500):
-            chunk = list(event_ids[start : start + 500])
+        unique = list(dict.fromkeys(event_ids))
+        for start in range(0, len(unique), 500):
+            chunk = unique[start : start + 500]
             marks = ",".join("?" * len(chunk))
             rows = self.conn.execute(
                 f"SELECT event_id, json FROM events WHERE event_id IN ({marks})", chunk
             ).fetchall()
             found.update({row[0]: _parse(row[1]) for row in rows})
+        return found
+
+    def get_events_in_order(self, event_ids: Sequence[str]) -> list[JsonDict]:
+        """The stored PDUs among ``event_ids``, in the order given (unknown ids skipped)."""
+        found = self.get_events_by_id(event_ids)
         return [found[event_id] for event_id in event_ids if event_id in found]
 
     def get_local_joined_members(self, room_id: str, server_name: str) -> list[str]:
@@ -717,6 +748,8 @@ class Store:
         except BaseException:
             self.conn.execute("ROLLBACK")
             self._after_commit.clear()
+            # Group ids written in the rolled-back transaction may be handed out again.
+            self._groups.forget()
             raise
         finally:
             self._in_write_transaction = False
@@ -770,37 +803,88 @@ class Store:
                 encode_canonical_json(event).decode("utf-8"),
             ),
         )
+        before, after = self._groups.add_event(
+            room_id, room_version, event, event_id, rejected=rejected
+        )
         if rejected or soft_failed:
             # A rejected event is kept (so it is not fetched again) but changes nothing; a
             # soft-failed one is kept and served, but is not state, extremity or timeline.
             return True
-        if isinstance(state_key, str):
-            self._update_current_state(room_id, event, event_id, state_key)
         self._update_forward_extremities(room_id, event, event_id)
+        self._update_current_state(room_id, room_version, event, event_id, before, after)
         return True
 
     def _update_current_state(
-        self, room_id: str, event: JsonDict, event_id: str, state_key: str
+        self,
+        room_id: str,
+        room_version: str,
+        event: JsonDict,
+        event_id: str,
+        before: int | None,
+        after: int | None,
     ) -> None:
-        # No state resolution: the last stored accepted state event for a key is current.
-        event_type = event["type"]
-        membership: str | None = None
-        if event_type == "m.room.member":
-            content = event.get("content")
-            value = content.get("membership") if isinstance(content, dict) else None
-            membership = value if isinstance(value, str) else None
-            row = self.conn.execute(
-                "SELECT membership FROM current_state"
-                " WHERE room_id = ? AND type = 'm.room.member' AND state_key = ?",
-                (room_id, state_key),
-            ).fetchone()
-            previous = None if row is None else row[0]
-            self._count_joined_member(room_id, state_key, previous, membership)
-        self.conn.execute(
-            "INSERT OR REPLACE INTO current_state (room_id, type, state_key, event_id, membership)"
-            " VALUES (?, ?, ?, ?, ?)",
-            (room_id, event_type, state_key, event_id, membership),
+        """Current state = the resolution of the states after the forward extremities (SS
+        §Room State Resolution); current_state mirrors it, changed by the difference only."""
+        current = self.conn.execute(
+            "SELECT current_state_group FROM rooms WHERE room_id = ?", (room_id,)
+        ).fetchone()[0]
+        extremities = [
+            row[0]
+            for row in self.conn.execute(
+                "SELECT event_id FROM forward_extremities WHERE room_id = ?", (room_id,)
+            )
+        ]
+        new = self._groups.resolve(
+            room_id, room_version, self._groups.get_groups_after(extremities)
         )
+        if new is None or new == current:
+            return
+        changes: dict[StateKey, str | None]
+        state_key = event.get("state_key")
+        if current is not None and current == before and new == after:
+            # The usual case: the event extends the current state by itself.
+            changes = {(event["type"], state_key): event_id} if isinstance(state_key, str) else {}
+        else:
+            old = (
+                self._groups.get_state_ids(current)
+                if current is not None
+                else self.get_current_state_ids(room_id)
+            )
+            changes = get_state_changes(old, self._groups.get_state_ids(new))
+        self._apply_current_state_changes(room_id, changes, {event_id: event})
+        self.conn.execute(
+            "UPDATE rooms SET current_state_group = ? WHERE room_id = ?", (new, room_id)
+        )
+
+    def _apply_current_state_changes(
+        self, room_id: str, changes: dict[StateKey, str | None], known: dict[str, JsonDict]
+    ) -> None:
+        missing = [e for e in changes.values() if e is not None and e not in known]
+        loaded = {**known, **self.get_events_by_id(missing)}
+        for (event_type, state_key), event_id in changes.items():
+            membership: str | None = None
+            if event_type == "m.room.member":
+                content = loaded[event_id].get("content") if event_id is not None else None
+                value = content.get("membership") if isinstance(content, dict) else None
+                membership = value if isinstance(value, str) else None
+                row = self.conn.execute(
+                    "SELECT membership FROM current_state"
+                    " WHERE room_id = ? AND type = 'm.room.member' AND state_key = ?",
+                    (room_id, state_key),
+                ).fetchone()
+                previous = None if row is None else row[0]
+                self._count_joined_member(room_id, state_key, previous, membership)
+            if event_id is None:
+                self.conn.execute(
+                    "DELETE FROM current_state WHERE room_id = ? AND type = ? AND state_key = ?",
+                    (room_id, event_type, state_key),
+                )
+                continue
+            self.conn.execute(
+                "INSERT OR REPLACE INTO current_state"
+                " (room_id, type, state_key, event_id, membership) VALUES (?, ?, ?, ?, ?)",
+                (room_id, event_type, state_key, event_id, membership),
+            )
 
     def _count_joined_member(
         self, room_id: str, user_id: str, previous: str | None, membership: str | None

@@ -692,9 +692,8 @@ def get_timeline(store: Store, room_id: str, limit: int = 20) -> list[TimelineEn
         event = stored.event
         previous = None
         if event["type"] == "m.room.member":
-            before = store.get_state_event_before(
-                room_id, "m.room.member", event["state_key"], stored.stream_ordering
-            )
+            key = ("m.room.member", event["state_key"])
+            before = store.get_state_events_at(stored.event_id, [key]).get(key)
             previous = None if before is None else before["content"].get("membership")
         entries.append(
             TimelineEntry(

@@ -50,11 +50,11 @@ def _for_server(
 ) -> JsonDict:
     """The event as ``origin`` may see it: whole, or redacted where the room's history
     visibility at the event hides it from that server (matrix/visibility.py)."""
-    _room, position, event = _load_event(store, event_id, room_id)
-    visibility = store.get_state_event_before(
-        room_id, "m.room.history_visibility", "", position + 1
-    )
-    memberships = store.get_server_memberships_at(room_id, origin, position)
+    _room, _position, event = _load_event(store, event_id, room_id)
+    # The state after the event, as Synapse's filter_events_for_server reads it.
+    key = ("m.room.history_visibility", "")
+    visibility = store.get_state_events_at(event_id, [key], after=True).get(key)
+    memberships = store.get_server_memberships_after(event_id, origin)
     if is_event_visible_to_server(get_history_visibility(visibility), memberships):
         return event
     return redact_event(event, room_version)
@@ -87,8 +87,8 @@ def get_state(
     it: Synapse's get_state_ids_for_pdu) and the auth chain of that state."""
     store = resident.store
     room_version = check_server_in_room(store, room_id, origin)
-    _room, position, _event = _load_event(store, event_id, room_id)
-    state_ids = store.get_state_ids_before(room_id, position)
+    _load_event(store, event_id, room_id)
+    state_ids = store.get_state_ids_at(event_id) or {}
     pdu_ids = [state_ids[key] for key in sorted(state_ids)]
     chain_ids = hosted.get_auth_chain_ids(store, room_id, room_version, pdu_ids)
     if ids_only:

@@ -61,6 +61,7 @@ async def accept_pdu(
     countersign: Countersign | None = None,
     fan_out: bool = True,
     allow_soft_failure: bool = False,
+    store_rejected: bool = False,
 ) -> AcceptedPdu:
     """Check, authorise, store and fan out one PDU sent by ``origin``. An event stored already
     is answered again with nothing written. Raises MatrixError on refusal, writing nothing.
@@ -72,7 +73,11 @@ async def accept_pdu(
     transaction (SS §Transactions: each server sends its events to every other itself); the
     handshakes (send_join, send_leave, send_knock) relay on the sender's behalf.
     ``allow_soft_failure`` (transactions): an event that fails only the current state is
-    stored soft-failed (SS §Soft failure) instead of refused.
+    stored soft-failed (SS §Soft failure) instead of refused. ``store_rejected``
+    (transactions): an event that fails the auth rules against its auth events or the state
+    before it is stored as rejected (SS §Rejection: kept, so it is not fetched again, never
+    served or relayed, no state change) before the refusal is raised; the handshakes store
+    nothing they refuse.
     """
     # Step 1: valid for the room version (M_BAD_JSON), then the endpoint's own rules.
     check_pdu_format(pdu, room_version)
@@ -90,6 +95,8 @@ async def accept_pdu(
     # nothing yields, and the write lock is held, so no ban can land between check and store.
     is_signed_by = await _get_authoriser_check(resident, event, room_version)
     store = resident.store
+    rejection: MatrixError | None = None
+    soft_failed = False
     with store.write_transaction():
         rejected = store.is_event_rejected(event_id)
         # A rejected event is refused again; an accepted one re-sent is answered again with
@@ -102,12 +109,27 @@ async def accept_pdu(
         check_pdu_references_in_room(
             event, room_id, store.get_event_room_ids([*event["prev_events"], *event["auth_events"]])
         )
-        soft_failed = _check_auth(
-            store, event, room_id, room_version, is_signed_by, allow_soft_failure
-        )
-        if soft_failed:
-            # Kept and served on /event, never relayed, not state, extremity or timeline.
-            store.persist_events([(event, event_id)], room_version.identifier, soft_failed=True)
+        # An event this server cannot judge (an unknown prev or auth event) is refused with
+        # nothing stored; one it judges and refuses may be kept as rejected.
+        _check_prev_events_known(store, event)
+        auth_events = _load_auth_events(store, event)
+        try:
+            soft_failed = _check_auth(
+                store, event, room_id, room_version, auth_events, is_signed_by, allow_soft_failure
+            )
+        except MatrixError as exc:
+            if not store_rejected:
+                raise
+            rejection = exc
+        if rejection is not None or soft_failed:
+            # Rejected: kept so it is not fetched again, changing nothing. Soft-failed: kept
+            # and served on /event, never relayed, not state, extremity or timeline.
+            store.persist_events(
+                [(event, event_id)],
+                room_version.identifier,
+                rejected=rejection is not None,
+                soft_failed=soft_failed,
+            )
         else:
             persist_and_fan_out(
                 store,
@@ -118,6 +140,16 @@ async def accept_pdu(
                 server_name=resident.server_name,
                 origin=origin,
             )
+    if rejection is not None:
+        logger.info(
+            "Rejected %s %s from %s in %s: %s",
+            event["type"],
+            event_id,
+            event["sender"],
+            room_id,
+            rejection.message,
+        )
+        raise rejection
     logger.info(
         "%s %s %s from %s in %s",
         "Soft-failed" if soft_failed else "Accepted",
@@ -167,18 +199,22 @@ def _check_auth(
     event: JsonDict,
     room_id: str,
     room_version: RoomVersion,
+    auth_events: list[JsonDict | None],
     is_signed_by: Callable[[str], bool],
     allow_soft_failure: bool,
 ) -> bool:
     """Steps 4-6: the auth rules against the event's auth_events, the state before it and the
-    current state (matrix/pdu_checks.py); True when it soft-failed."""
+    current state (matrix/pdu_checks.py); True when it soft-failed. An auth event that was
+    itself rejected rejects the event (step 4)."""
+    if any(auth_event is None for auth_event in auth_events):
+        raise MatrixError("M_FORBIDDEN", "The event cites a rejected auth event")
     keys = list(dict.fromkeys([*get_auth_event_keys(event, room_version), CREATE_KEY]))
     current = store.get_current_state_events(room_id, keys)
     return check_pdu_auth(
         event,
         room_version,
-        auth_events=_load_auth_events(store, event),
-        state_before=_load_state_before(store, room_id, event, keys),
+        auth_events=[auth_event for auth_event in auth_events if auth_event is not None],
+        state_before=_load_state_before(store, room_id, room_version, event, keys),
         current_state=current,
         create_event=current.get(CREATE_KEY),
         is_signed_by=is_signed_by,
@@ -186,36 +222,35 @@ def _check_auth(
     )
 
 
-def _load_auth_events(store: Store, event: JsonDict) -> list[JsonDict]:
-    """Step 4: every auth event known and not rejected (missing ones are not fetched yet)."""
-    found = store.get_accepted_events(event["auth_events"])
+def _load_auth_events(store: Store, event: JsonDict) -> list[JsonDict | None]:
+    """Step 4's inputs: each auth event, None for one stored rejected. An unknown one is
+    refused with nothing stored: this server cannot judge the event (the callers fetch
+    missing auth events first)."""
+    found = store.get_events_by_id(event["auth_events"])
     missing = [event_id for event_id in event["auth_events"] if event_id not in found]
     if missing:
-        raise MatrixError("M_FORBIDDEN", f"Unknown or rejected auth events {missing}")
-    return [found[event_id] for event_id in event["auth_events"]]
+        raise MatrixError("M_FORBIDDEN", f"Unknown auth events {missing}")
+    return [
+        None if store.is_event_rejected(event_id) else found[event_id]
+        for event_id in event["auth_events"]
+    ]
+
+
+def _check_prev_events_known(store: Store, event: JsonDict) -> None:
+    """Step 5 needs the state after every prev_event (the callers fetch missing ones first:
+    SS §Backfilling and retrieving missing events)."""
+    if store.get_newest_stream_ordering(event["prev_events"]) is None:
+        raise MatrixError(
+            "M_FORBIDDEN",
+            "The event's prev_events are not all known to this server",
+        )
 
 
 def _load_state_before(
-    store: Store, room_id: str, event: JsonDict, keys: list[StateKey]
+    store: Store, room_id: str, room_version: RoomVersion, event: JsonDict, keys: list[StateKey]
 ) -> dict[StateKey, JsonDict]:
-    """The state before the event: here, the state after its newest prev_event, every one of
-    which must be known (missing events are not fetched yet: SS §Backfilling, next issue).
-
-    Rooms hosted here have one resident, so their history is linear but for concurrent remote
-    events built on an older template; those only add membership events of their own senders,
-    which the auth rules judge against the member's own key, so taking the newest prev_event
-    stands in for state resolution (until state at every event lands).
-    """
-    newest = store.get_newest_stream_ordering(event["prev_events"])
-    if newest is None:
-        raise MatrixError(
-            "M_FORBIDDEN",
-            "The event's prev_events are not all known to this server (missing events are not "
-            "fetched)",
-        )
-    state = {}
-    for event_type, state_key in keys:
-        found = store.get_state_event_before(room_id, event_type, state_key, newest + 1)
-        if found is not None:
-            state[(event_type, state_key)] = found
-    return state
+    """Step 5, the state before the event: the resolution of the states after its
+    prev_events (SS §Room State Resolution)."""
+    return store.get_state_events_after_prev_events(
+        room_id, room_version.identifier, event["prev_events"], keys
+    )

@@ -173,9 +173,8 @@ def build_send_join_response(
     (lifecycle-digest §3). ``servers_in_room`` is the servers joined before the join.
     """
     store = resident.store
-    position = store.get_stream_ordering(accepted.event_id)
-    assert position is not None  # the intake stored it
-    state_ids = store.get_state_ids_before(room_id, position)
+    state_ids = store.get_state_ids_at(accepted.event_id)
+    assert state_ids is not None  # the intake stored it
     state = store.get_events_in_order([state_ids[key] for key in sorted(state_ids)])
     room_version = hosted.get_hosted_room_version(store, room_id)
     chain_ids = hosted.get_auth_chain_ids(

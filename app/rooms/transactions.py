@@ -94,6 +94,8 @@ async def _receive_pdu(
             fan_out=False,
             # SS §Soft failure: an event that fails only the current state is kept, unseen.
             allow_soft_failure=True,
+            # SS §Rejection: kept as rejected, so it is neither fetched nor judged again.
+            store_rejected=True,
         )
     except MatrixError as exc:
         logger.info("Refused %s from %s in %s: %s", event_id, origin, room_id, exc.message)

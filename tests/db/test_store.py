@@ -215,24 +215,50 @@ def test_get_memberships_lists_current_members_by_membership(room):
     assert room.get_memberships(ROOM, "ban") == []
 
 
-def test_get_state_event_before_sees_only_earlier_accepted_state(room):
+def test_state_at_an_event_is_before_it_and_after_it_and_rejected_events_change_none(room):
     room.persist_event(member("@k:there.test", "knock", ["$join"], 3), "$k1", "10")
     room.persist_event(member("@k:there.test", "leave", ["$k1"], 4), "$k2", "10")
     room.persist_event(member("@k:there.test", "ban", ["$k2"], 5), "$k3", "10", rejected=True)
-    k1, k2, k3 = (room.get_stream_ordering(e) for e in ("$k1", "$k2", "$k3"))
-    assert k1 < k2 < k3
-    assert room.get_stream_ordering("$nope") is None
-    key = (ROOM, "m.room.member", "@k:there.test")
-    assert room.get_state_event_before(*key, k1) is None
-    assert room.get_state_event_before(*key, k2)["content"]["membership"] == "knock"
-    assert room.get_state_event_before(*key, k3)["content"]["membership"] == "leave"
-    # the rejected ban is never state
-    assert room.get_state_event_before(*key, k3 + 100)["content"]["membership"] == "leave"
+    room.persist_event(member("@k:there.test", "knock", ["$k3"], 6), "$k4", "10")
+    key = ("m.room.member", "@k:there.test")
+
+    def membership(event_id: str, after: bool) -> str | None:
+        found = room.get_state_events_at(event_id, [key], after=after).get(key)
+        return None if found is None else found["content"]["membership"]
+
+    assert membership("$k1", False) is None
+    assert membership("$k1", True) == "knock"
+    assert membership("$k2", False) == "knock"
+    assert membership("$k3", False) == "leave"
+    # the rejected ban is never state: after it (and so before $k4) the leave stands
+    assert membership("$k3", True) == "leave"
+    assert membership("$k4", False) == "leave"
+    assert room.get_state_ids_at("$k4") == {
+        ("m.room.create", ""): "$create",
+        ("m.room.member", "@admin:here.test"): "$join",
+        key: "$k2",
+    }
+    assert room.get_state_ids_at("$k4", after=True)[key] == "$k4"
+    assert room.get_state_ids_at("$nope") is None
+    assert room.get_state_events_at("$nope", [key]) == {}
+    assert room.get_server_memberships_after("$k2", "there.test") == ["leave"]
+    assert room.get_server_memberships_after("$nope", "there.test") == []
 
 
-def test_get_state_event_before_uses_the_state_history_index(room):
-    plan = query_plan(room, lambda: room.get_state_event_before(ROOM, "m.room.member", "@a:b", 10))
-    assert "events_state_history" in plan
+def test_state_at_an_event_reads_no_table_scan(room):
+    statements: list[str] = []
+    room.conn.set_trace_callback(statements.append)
+    try:
+        found = room.get_state_events_at(
+            "$join", [("m.room.member", "@admin:here.test")], after=True
+        )
+    finally:
+        room.conn.set_trace_callback(None)
+    assert found  # the lookups did run
+    assert len(statements) >= 2  # event_state, the deltas (the descent may be cached)
+    for statement in statements:
+        plan = " | ".join(row[-1] for row in room.conn.execute("EXPLAIN QUERY PLAN " + statement))
+        assert "SCAN" not in plan, statement
 
 
 def test_get_current_state_event_uses_the_primary_key(room):

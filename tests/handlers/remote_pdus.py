@@ -25,9 +25,13 @@ def remote_event(
     prev_events: list[str] | None = None,
     version: str = "12",
     signing_key=None,
+    remote=None,
+    origin_server_ts: int = FIXED_NOW_MS + 20,
 ) -> tuple[dict, str]:
-    """An event the remote's user builds on our room's current state and extremities."""
+    """An event the remote's user builds on our room's current state and extremities
+    (``remote``: another server than the environment's, signing it)."""
     room_version = KNOWN_ROOM_VERSIONS[version]
+    remote = remote or env.remote
     sender = sender or env.user
     skeleton = {"type": event_type, "sender": sender, "content": content}
     if state_key is not None:
@@ -46,25 +50,32 @@ def remote_event(
         prev_events=prev_events if prev_events is not None else [e for e, _ in extremities],
         auth_events=[event_id for event_id, _ in found.values()],
         depth=max(d for _, d in extremities) + 1,
-        origin=env.remote.server_name,
-        origin_server_ts=FIXED_NOW_MS + 20,
+        origin=remote.server_name,
+        origin_server_ts=origin_server_ts,
     )
-    signed = sign_event(
-        event, room_version, env.remote.server_name, signing_key or env.remote.signing_key
-    )
+    signed = sign_event(event, room_version, remote.server_name, signing_key or remote.signing_key)
     return signed, compute_event_id(signed, room_version)
 
 
-def send_txn(env: KnockEnv, pdus: list, edus: list | None = None, txn_id: str | None = None):
+def send_txn(
+    env: KnockEnv,
+    pdus: list,
+    edus: list | None = None,
+    txn_id: str | None = None,
+    *,
+    remote=None,
+):
+    """PUT /send of ``pdus`` from ``remote`` (default: the environment's remote)."""
+    remote = remote or env.remote
     txn_id = txn_id or f"txn{next(_txn_ids)}"
     body: dict = {
-        "origin": env.remote.server_name,
+        "origin": remote.server_name,
         "origin_server_ts": FIXED_NOW_MS + 30,
         "pdus": pdus,
     }
     if edus is not None:
         body["edus"] = edus
-    return env.put(f"/_matrix/federation/v1/send/{quote(txn_id, safe='')}", body)
+    return env.put(f"/_matrix/federation/v1/send/{quote(txn_id, safe='')}", body, remote=remote)
 
 
 def joined_room(env: KnockEnv, version: str = "12", join_rule: str = "knock") -> str:

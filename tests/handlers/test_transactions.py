@@ -5,7 +5,7 @@ from urllib.parse import quote
 
 import pytest
 
-from tests.factories import add_member, create_room, stored_events
+from tests.factories import add_member, create_room
 from tests.handlers.knock_env import assert_error
 from tests.handlers.remote_pdus import joined_room, message, remote_event, send_txn
 
@@ -45,11 +45,13 @@ def test_send_message_from_a_non_member_is_refused_in_its_entry(env):
     room_id = create_room(env.admin, "12", "knock")
     add_member(env.admin, room_id, f"@bob:{env.remote.server_name}", remote=env.remote)
     event, event_id = message(env, room_id)  # @alice is not joined
-    count = len(stored_events(env.store, room_id))
+    extremities = env.store.get_forward_extremities(room_id)
     response = send_txn(env, [event])
     assert response.status_code == 200
     assert response.json()["pdus"][event_id]["error"].startswith("M_FORBIDDEN")
-    assert len(stored_events(env.store, room_id)) == count
+    # SS §Rejection: kept as rejected, part of nothing
+    assert env.store.is_event_rejected(event_id) is True
+    assert env.store.get_forward_extremities(room_id) == extremities
 
 
 def test_send_state_change_without_power_is_refused(env):
@@ -201,16 +203,32 @@ def test_send_gap_the_origin_cannot_fill_is_refused_in_the_entry(env):
     assert env.store.get_event(second_id) is None
 
 
-def test_send_fetched_event_that_fails_auth_is_not_stored(env):
+def test_send_fetched_event_that_fails_auth_is_stored_rejected_and_changes_nothing(env):
+    # SS §Rejection: the rejected event is kept (not fetched again, not served), changes no
+    # state, and an event citing it as a prev_event is judged on the state before it.
     room_id = joined_room(env)
     forged, forged_id = remote_event(
         env, room_id, "m.room.name", {"name": "not allowed"}, state_key=""
     )
     second, second_id = message(env, room_id, "pushed", prev_events=[forged_id])
     env.remote.missing_events = [forged]
-    result = send_txn(env, [second]).json()["pdus"][second_id]
-    assert "error" in result
-    assert env.store.get_event(forged_id) is None
+    assert send_txn(env, [second]).json() == {"pdus": {second_id: {}}}
+    assert env.store.is_event_rejected(forged_id) is True
+    name = env.store.get_current_state_event(room_id, "m.room.name", "")
+    assert name["content"] == {"name": "Knock knock"}
+    served = env.get(f"/_matrix/federation/v1/event/{quote(forged_id, safe='')}")
+    assert (served.status_code, served.json()["errcode"]) == (404, "M_NOT_FOUND")
+    # Sent again, it is refused in its entry without being judged again.
+    again = send_txn(env, [forged]).json()["pdus"][forged_id]
+    assert again["error"].startswith("M_FORBIDDEN")
+
+
+def test_send_event_that_fails_auth_is_stored_rejected(env):
+    room_id = joined_room(env)
+    event, event_id = remote_event(env, room_id, "m.room.name", {"name": "no power"}, state_key="")
+    assert send_txn(env, [event]).json()["pdus"][event_id]["error"].startswith("M_FORBIDDEN")
+    assert env.store.is_event_rejected(event_id) is True
+    assert event_id not in {e for e, _depth in env.store.get_forward_extremities(room_id)}
 
 
 def test_send_event_that_fails_only_the_current_state_is_soft_failed(env):
