@@ -17,11 +17,11 @@ class Destination(TypedDict):
     pending: int
     retry_at_ts: int
     backoff_ms: int
-    last_success_ts: NotRequired[int]
-    last_error: NotRequired[str]
-    last_error_ts: NotRequired[int]
-    txn_id: NotRequired[str]
-    lease_owner: NotRequired[str]
+    last_success_ts: NotRequired[int | None]
+    last_error: NotRequired[str | None]
+    last_error_ts: NotRequired[int | None]
+    txn_id: NotRequired[str | None]
+    lease_owner: NotRequired[str | None]
 
 
 class MatrixError(TypedDict):
@@ -43,9 +43,9 @@ class RoomSummary(TypedDict):
     room_id: str
     room_version: str
     created_ts: int
-    join_rule: str
-    name: str
-    topic: str
+    join_rule: str | None
+    name: str | None
+    topic: str | None
     pending_knocks: int
     joined_members: int
 
@@ -56,7 +56,7 @@ class PendingKnock(TypedDict):
     """
     The knocker's server, which the invite goes to on accept.
     """
-    reason: str
+    reason: str | None
     origin_server_ts: int
     event_id: str
 
@@ -64,7 +64,7 @@ class PendingKnock(TypedDict):
 class Member(TypedDict):
     user_id: str
     membership: str
-    reason: str
+    reason: str | None
     origin_server_ts: int
     sender: str
     event_id: str
@@ -75,7 +75,7 @@ class TimelineEntry(TypedDict):
     origin_server_ts: int
     sender: str
     type: str
-    state_key: str
+    state_key: str | None
     summary: str
 
 
