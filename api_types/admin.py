@@ -7,9 +7,42 @@ when this file differs from what the contract generates.
 
 from __future__ import annotations
 
-from typing import NotRequired, TypeAlias
+from typing import Any, NotRequired, TypeAlias
 
 from typing_extensions import TypedDict
+
+
+class CreateRoomResponse(TypedDict):
+    """
+    The room just created.
+    """
+
+    room_id: str
+
+
+class EventSent(TypedDict):
+    """
+    The id of the event an action stored and sent.
+    """
+
+    event_id: str
+
+
+class ServerAclResponse(TypedDict):
+    """
+    The room's server ACL.
+    """
+
+    server_acl: dict[str, Any] | None
+    """
+    The `m.room.server_acl` content, or null when the room has none.
+    """
+
+
+PrometheusMetrics: TypeAlias = str
+"""
+The Prometheus text format, every worker's counts together.
+"""
 
 
 class Destination(TypedDict):
@@ -130,6 +163,42 @@ class ServerAclRequest(TypedDict, closed=True):
     deny: NotRequired[list[ServerAclRequestDenyItem]]
     allow_ip_literals: NotRequired[bool]
     sender: NotRequired[str]
+
+
+class RoomList(TypedDict):
+    """
+    The rooms hosted here, oldest first.
+    """
+
+    rooms: list[RoomSummary]
+
+
+class PendingKnockList(TypedDict):
+    """
+    A room's pending knocks, longest waiting first.
+    """
+
+    knocks: list[PendingKnock]
+    now_ts: int
+    """
+    This server's clock, to tell how long each knock has waited.
+    """
+
+
+class MemberList(TypedDict):
+    """
+    The memberships of the room's current state, by user id.
+    """
+
+    members: list[Member]
+
+
+class Timeline(TypedDict):
+    """
+    The room's newest events, newest last.
+    """
+
+    events: list[TimelineEntry]
 
 
 class DestinationList(TypedDict):
