@@ -7,9 +7,42 @@ when this file differs from what the contract generates.
 
 from __future__ import annotations
 
-from typing import NotRequired, TypeAlias
+from typing import Any, NotRequired, TypeAlias
 
 from typing_extensions import TypedDict
+
+
+class CreateRoomResponse(TypedDict):
+    """
+    The room just created.
+    """
+
+    room_id: str
+
+
+class EventSent(TypedDict):
+    """
+    The id of the event an action stored and sent.
+    """
+
+    event_id: str
+
+
+class ServerAclResponse(TypedDict):
+    """
+    The room's server ACL.
+    """
+
+    server_acl: dict[str, Any] | None
+    """
+    The `m.room.server_acl` content, or null when the room has none.
+    """
+
+
+PrometheusMetrics: TypeAlias = str
+"""
+The Prometheus text format, every worker's counts together.
+"""
 
 
 class Destination(TypedDict):
@@ -17,11 +50,11 @@ class Destination(TypedDict):
     pending: int
     retry_at_ts: int
     backoff_ms: int
-    last_success_ts: NotRequired[int]
-    last_error: NotRequired[str]
-    last_error_ts: NotRequired[int]
-    txn_id: NotRequired[str]
-    lease_owner: NotRequired[str]
+    last_success_ts: NotRequired[int | None]
+    last_error: NotRequired[str | None]
+    last_error_ts: NotRequired[int | None]
+    txn_id: NotRequired[str | None]
+    lease_owner: NotRequired[str | None]
 
 
 class MatrixError(TypedDict):
@@ -43,9 +76,9 @@ class RoomSummary(TypedDict):
     room_id: str
     room_version: str
     created_ts: int
-    join_rule: str
-    name: str
-    topic: str
+    join_rule: str | None
+    name: str | None
+    topic: str | None
     pending_knocks: int
     joined_members: int
 
@@ -56,7 +89,7 @@ class PendingKnock(TypedDict):
     """
     The knocker's server, which the invite goes to on accept.
     """
-    reason: str
+    reason: str | None
     origin_server_ts: int
     event_id: str
 
@@ -64,7 +97,7 @@ class PendingKnock(TypedDict):
 class Member(TypedDict):
     user_id: str
     membership: str
-    reason: str
+    reason: str | None
     origin_server_ts: int
     sender: str
     event_id: str
@@ -75,7 +108,7 @@ class TimelineEntry(TypedDict):
     origin_server_ts: int
     sender: str
     type: str
-    state_key: str
+    state_key: str | None
     summary: str
 
 
@@ -130,6 +163,42 @@ class ServerAclRequest(TypedDict, closed=True):
     deny: NotRequired[list[ServerAclRequestDenyItem]]
     allow_ip_literals: NotRequired[bool]
     sender: NotRequired[str]
+
+
+class RoomList(TypedDict):
+    """
+    The rooms hosted here, oldest first.
+    """
+
+    rooms: list[RoomSummary]
+
+
+class PendingKnockList(TypedDict):
+    """
+    A room's pending knocks, longest waiting first.
+    """
+
+    knocks: list[PendingKnock]
+    now_ts: int
+    """
+    This server's clock, to tell how long each knock has waited.
+    """
+
+
+class MemberList(TypedDict):
+    """
+    The memberships of the room's current state, by user id.
+    """
+
+    members: list[Member]
+
+
+class Timeline(TypedDict):
+    """
+    The room's newest events, newest last.
+    """
+
+    events: list[TimelineEntry]
 
 
 class DestinationList(TypedDict):

@@ -1,6 +1,11 @@
 """The one Matrix error type and the errcode -> HTTP status table (CS §Standard error response)."""
 
-from typing import Any
+from typing import Any, cast
+
+# The contract's error body, generated (api_types imports only typing: matrix/ stays free of
+# web imports). federation.yaml's schema, the one with the extras (room_version,
+# retry_after_ms); admin.yaml's names only errcode and error, the same body on the wire.
+from api_types.federation import MatrixError as MatrixErrorBody
 
 # CS §Common error codes / SS §Unsupported endpoints. M_UNRECOGNIZED is 404 for an unknown
 # endpoint; a known endpoint with the wrong method overrides it with 405 at the raise site.
@@ -36,5 +41,8 @@ class MatrixError(Exception):
         self.status = status if status is not None else ERRCODE_STATUS.get(errcode, 400)
         self.extra = extra
 
-    def to_json(self) -> dict[str, Any]:
-        return {"errcode": self.errcode, "error": self.message, **self.extra}
+    def to_json(self) -> MatrixErrorBody:
+        body = {"errcode": self.errcode, "error": self.message, **self.extra}
+        # errcode and error are always there; the extras are the schema's optional fields the
+        # raise sites name (room_version with M_INCOMPATIBLE_ROOM_VERSION, retry_after_ms).
+        return cast(MatrixErrorBody, body)

@@ -24,11 +24,13 @@ BIN = Path(sys.executable).parent
 
 # typing.TypedDict: plain dicts at run time, so handlers keep returning what they returned;
 # Literal for enums (no Enum classes on the wire); nested objects named after the schema
-# holding them (KnockTemplateContent, not Content1).
+# holding them (KnockTemplateContent, not Content1); `nullable: true` is `X | None` (without
+# --strict-nullable the field would be typed `str` while the wire carries null).
 CODEGEN_OPTIONS = [
     "--input-file-type=openapi",
     "--openapi-scopes=schemas",
     "--output-model-type=typing.TypedDict",
+    "--strict-nullable",
     "--target-python-version=3.11",
     "--enum-field-as-literal=all",
     "--naming-strategy=enclosing-model",

@@ -25,22 +25,7 @@ def test_wire_types_committed_modules_match_the_contracts(tmp_path: Path):
         assert committed[name] == source, f"api_types/{name} is stale: run `make generate`"
 
 
-def _named_body_cases() -> list:
-    # admin.yaml's 200 bodies are still written inline (issue 17 follow-up): a strict xfail,
-    # so this turns into a failure the day they are named and the mark must go.
-    return [
-        pytest.param(
-            path,
-            id=path.name,
-            marks=pytest.mark.xfail(strict=True, reason="admin.yaml bodies are inline")
-            if path.name == "admin.yaml"
-            else (),
-        )
-        for path in get_contracts()
-    ]
-
-
-@pytest.mark.parametrize("contract", _named_body_cases())
+@pytest.mark.parametrize("contract", get_contracts(), ids=lambda path: path.name)
 def test_wire_types_every_json_body_is_a_named_component_schema(contract: Path):
     # Only components.schemas are generated (one readable name each); an inline body would
     # get no type, so every request and response body must be a $ref to one.

@@ -27,14 +27,15 @@ JSON_CONTENT_TYPE = "application/json"
 def render_error(error: MatrixError) -> tuple[int, bytes, dict[str, str]]:
     """Status, body and extra headers for ``error`` (CS §Standard error response)."""
     headers: dict[str, str] = {}
-    retry_after_ms = error.extra.get("retry_after_ms")
+    payload = error.to_json()
+    retry_after_ms = payload.get("retry_after_ms")
     if error.errcode == "M_LIMIT_EXCEEDED" and isinstance(retry_after_ms, int):
         # CS §Rate limiting: SHOULD send Retry-After (seconds, rounded up).
         headers["Retry-After"] = str(max(1, -(-retry_after_ms // 1000)))
     if error.status in (408, 413, 414):
         # The rest of the request may still be arriving: close rather than read it all.
         headers["Connection"] = "close"
-    body = json.dumps(error.to_json(), ensure_ascii=False, separators=(",", ":")).encode()
+    body = json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode()
     return error.status, body, headers
 
 
