@@ -76,6 +76,9 @@ class Config:
     # Key fetches in flight per worker, for servers whose keys we hold and, as many again, for
     # new ones (one per server at a time); a fetch finding its pool full is not made.
     key_fetch_max_concurrent: int = 16
+    # Bound on asking an origin for the events a transaction's PDU builds on (the origin waits
+    # for our answer to its transaction meanwhile).
+    missing_events_timeout_s: float = 10.0
     # No SSRF through key fetching: outbound connections to these ranges are refused (checked on
     # the resolved addresses), unless an allowlist range also contains the address.
     federation_ip_range_denylist: list[str] = field(
@@ -220,6 +223,7 @@ def _check(config: Config) -> Config:
         "key_fetch_timeout_s",
         "key_fetch_failure_backoff_s",
         "key_fetch_max_concurrent",
+        "missing_events_timeout_s",
         "rc_federation_per_second",
         "rc_federation_burst_count",
         "request_head_timeout_s",

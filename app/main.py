@@ -87,7 +87,14 @@ def create_app(
             # the X-Matrix check tells it of each authenticated origin (resets its backoff)
             "pdu_sender": pdu_sender,
             "resident": Resident(
-                store, config.server_name, keyring, pdu_sender, clock, signing_key, federation
+                store,
+                config.server_name,
+                keyring,
+                pdu_sender,
+                clock,
+                signing_key,
+                federation,
+                missing_events_timeout_s=config.missing_events_timeout_s,
             ),
             # One bucket per origin in each worker (so N workers allow up to N times the rate).
             "rate_limiter": RateLimiter(

@@ -77,6 +77,7 @@ def federation_config(tmp_path: Path, test_ca) -> Config:
             "ANTECHAMBER_VALIDATE_RESPONSES": "true",
             "ANTECHAMBER_FEDERATION_CA_FILE": str(test_ca.ca_file),
             "ANTECHAMBER_KEY_FETCH_TIMEOUT_S": str(KEY_FETCH_TIMEOUT_S),
+            "ANTECHAMBER_MISSING_EVENTS_TIMEOUT_S": str(KEY_FETCH_TIMEOUT_S),
             # The remote homeserver listens on loopback, which is denied by default.
             "ANTECHAMBER_FEDERATION_IP_RANGE_ALLOWLIST": "127.0.0.0/8",
         }

@@ -100,6 +100,9 @@ class RemoteHomeserver:
         # What /get_missing_events answers (None: 404 M_UNRECOGNIZED), and what was asked.
         self.missing_events: list[Any] | None = None
         self.missing_event_requests: list[Any] = []
+        # A lying or stalling origin: "hang" (past our timeout), "garbage" (not JSON),
+        # "bloated" (10 MB of events), "not_a_list" (events: {}); "ok" answers missing_events.
+        self.missing_events_mode = "ok"
         self._accepted_txn_ids: set[str] = set()
         # Invites sent to this server: (request target as sent, Authorization, body).
         self.invites: list[tuple[str, str, Any]] = []
@@ -196,6 +199,16 @@ class RemoteHomeserver:
     async def _get_missing_events(self, request: Request) -> Response:
         """backfill.yaml: record the request; answer ``missing_events``."""
         self.missing_event_requests.append(await request.json())
+        close = {"connection": "close"}
+        if self.missing_events_mode == "hang":
+            await asyncio.sleep(self.hang_s)
+        elif self.missing_events_mode == "garbage":
+            return Response(b"<html>not json", media_type="application/json", headers=close)
+        elif self.missing_events_mode == "bloated":
+            filler = {"type": "m.room.message", "content": {"body": "x" * 60000}}
+            return JSONResponse({"events": [filler] * 175}, headers=close)
+        elif self.missing_events_mode == "not_a_list":
+            return JSONResponse({"events": {}}, headers=close)
         if self.missing_events is None:
             return JSONResponse(
                 {"errcode": "M_UNRECOGNIZED", "error": "Unrecognized request"},

@@ -211,28 +211,49 @@ def check_integrity(database: Path) -> str:
 
 
 def recompute_room(conn: sqlite3.Connection, room_id: str) -> tuple[dict, set]:
-    """Current state and forward extremities recomputed from the events table alone.
+    """Current state and forward extremities recomputed from the events table alone, with
+    full state maps and no state groups: an independent replay of the store's rules.
 
-    The store's rules (db/store.py): the newest accepted state event per (type, state_key) is
-    current; an accepted event replaces the extremities it names in prev_events.
+    SS §Room State Resolution: the state before an event is the resolution of the states after
+    its prev_events; after it, that plus the event unless it was rejected. An accepted, not
+    soft-failed event replaces the extremities it names in prev_events; current state is the
+    resolution of the states after the extremities.
     """
     import json
 
+    from matrix.events import get_event_reference_ids
+    from matrix.room_versions import get_room_version
+    from matrix.state_res import resolve_state
+
+    (version_id,) = conn.execute(
+        "SELECT room_version FROM rooms WHERE room_id = ?", (room_id,)
+    ).fetchone()
+    version = get_room_version(version_id)
     rows = conn.execute(
-        "SELECT event_id, type, state_key, json FROM events"
-        " WHERE room_id = ? AND rejected = 0 ORDER BY stream_ordering",
+        "SELECT event_id, type, state_key, rejected, soft_failed, json FROM events"
+        " WHERE room_id = ? ORDER BY stream_ordering",
         (room_id,),
     ).fetchall()
-    state: dict[tuple[str, str], str] = {}
-    referenced: set[str] = set()
-    accepted: list[str] = []
-    for event_id, event_type, state_key, text in rows:
-        accepted.append(event_id)
-        if state_key is not None:
-            state[(event_type, state_key)] = event_id
-        for prev in json.loads(text).get("prev_events") or []:
-            referenced.add(prev[0] if isinstance(prev, list) else prev)
-    return state, {event_id for event_id in accepted if event_id not in referenced}
+    events = {row[0]: json.loads(row[5]) for row in rows}
+    rejected = {row[0] for row in rows if row[3]}
+
+    def resolve(states: list[dict]) -> dict:
+        unique = [dict(s) for s in {tuple(sorted(s.items())): s for s in states}.values()]
+        if len(unique) <= 1:
+            return unique[0] if unique else {}
+        return resolve_state(version, unique, events.get, is_rejected=rejected.__contains__)
+
+    after: dict[str, dict] = {}
+    extremities: set[str] = set()
+    for event_id, event_type, state_key, is_rejected, soft_failed, _text in rows:
+        prevs = get_event_reference_ids(events[event_id].get("prev_events"))
+        state = resolve([after[p] for p in prevs if p in after])
+        if state_key is not None and not is_rejected:
+            state = {**state, (event_type, state_key): event_id}
+        after[event_id] = state
+        if not is_rejected and not soft_failed:
+            extremities = (extremities - set(prevs)) | {event_id}
+    return resolve([after[e] for e in extremities]), extremities
 
 
 def check_consistency(database: Path, room_ids: list[str]) -> list[str]:

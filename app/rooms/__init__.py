@@ -36,3 +36,5 @@ class Resident:
     # Signed requests to other servers (fetching the events a transaction refers to); None
     # where nothing may be fetched.
     federation: FederationClient | None = None
+    # The bound on one /get_missing_events request (config missing_events_timeout_s)
+    missing_events_timeout_s: float = 10.0

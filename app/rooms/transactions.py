@@ -14,10 +14,9 @@ from matrix.types import JsonDict
 
 logger = logging.getLogger(__name__)
 
-# What one gap may cost (Synapse asks for 10 events with a 60 s timeout; ours is shorter, as
-# the origin waits for our answer to its transaction meanwhile).
+# What one gap may cost (Synapse asks for 10 events with a 60 s timeout; ours is shorter,
+# config missing_events_timeout_s, as the origin waits for our answer to its transaction).
 MISSING_EVENTS_LIMIT = 10
-MISSING_EVENTS_TIMEOUT_S = 10.0
 MISSING_EVENTS_MAX_BYTES = 1024 * 1024
 
 
@@ -130,7 +129,7 @@ async def _fetch_missing_events(
     }
     path = f"/_matrix/federation/v1/get_missing_events/{quote(room_id, safe='')}"
     try:
-        async with asyncio.timeout(MISSING_EVENTS_TIMEOUT_S):
+        async with asyncio.timeout(resident.missing_events_timeout_s):
             status, answer = await client.request(
                 "POST", origin, path, body, max_bytes=MISSING_EVENTS_MAX_BYTES
             )

@@ -1,10 +1,12 @@
 """PUT /send/{txnId}: inbound transactions from a real remote, one result per PDU."""
 
+import threading
 import time
 from urllib.parse import quote
 
 import pytest
 
+from tests.conftest import KEY_FETCH_TIMEOUT_S
 from tests.factories import add_member, create_room
 from tests.handlers.knock_env import assert_error
 from tests.handlers.remote_pdus import joined_room, message, remote_event, send_txn
@@ -201,6 +203,36 @@ def test_send_gap_the_origin_cannot_fill_is_refused_in_the_entry(env):
     result = send_txn(env, [second]).json()["pdus"][second_id]
     assert result["error"].startswith("M_FORBIDDEN")
     assert env.store.get_event(second_id) is None
+
+
+@pytest.mark.parametrize("mode", ["hang", "garbage", "bloated", "not_a_list"])
+def test_send_gap_a_lying_or_stalling_origin_costs_one_bounded_refusal(env, mode):
+    # Issue 13: an origin whose /get_missing_events hangs, answers garbage or 10 MB costs the
+    # PDU a clear per-PDU error within missing_events_timeout_s (2 s in tests), and the rest
+    # of the server keeps answering meanwhile.
+    room_id = joined_room(env)
+    _first, first_id = message(env, room_id, "missed")
+    second, second_id = message(env, room_id, "pushed", prev_events=[first_id])
+    env.remote.missing_events_mode = mode
+    answered: dict = {}
+
+    def other_request() -> None:
+        time.sleep(0.3)  # while the transaction waits for the origin
+        started = time.monotonic()
+        answered["status"] = env.client.get("/_matrix/federation/v1/version").status_code
+        answered["seconds"] = time.monotonic() - started
+
+    other = threading.Thread(target=other_request)
+    started = time.monotonic()
+    other.start()
+    result = send_txn(env, [second]).json()["pdus"][second_id]
+    elapsed = time.monotonic() - started
+    other.join()
+    assert result["error"].startswith("M_FORBIDDEN")
+    assert env.store.get_event(second_id) is None
+    assert elapsed < KEY_FETCH_TIMEOUT_S + 2.0
+    assert answered["status"] == 200
+    assert answered["seconds"] < 1.0
 
 
 def test_send_fetched_event_that_fails_auth_is_stored_rejected_and_changes_nothing(env):
