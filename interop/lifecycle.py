@@ -12,6 +12,7 @@ import contextlib
 import itertools
 import json
 import secrets
+import sqlite3
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -392,6 +393,140 @@ class Durable(Lifecycle):
             all_arrived,
             limit=120,
         )
+
+
+class Fork(Lifecycle):
+    """Issue 13: a Synapse user with power and the room's admin change the topic at the same
+    moment, both events citing the same prev event; afterwards both servers hold the same
+    current state (SS §Room State Resolution: the later topic, by origin_server_ts, wins on
+    one mainline position).
+
+    The fork is made real: Antechamber is down while alice sets the topic on Synapse (Synapse
+    cannot deliver it and backs off); Antechamber comes back and its admin sets the topic at
+    once, on the state it has; the CLI's delivery wakes Synapse (it resets its backoff for a
+    server that sends it a signed request), which then sends its topic.
+    """
+
+    def run(self) -> None:
+        h = self.h
+        self.case = f"fork v{self.version}"
+        self.room_id = h.create_room(self.version, self.join_rule)
+        alice, token = self.user("alice")
+        self.action("alice knocks", "200", lambda: self.knock(token))
+        self.action(
+            "rooms accept", "exit 0", lambda: self.cli_ok("rooms", "accept", self.room_id, alice)
+        )
+        self.check(
+            "alice's /sync shows the invite", "rooms.invite", lambda: self.in_sync(token, "invite")
+        )
+
+        def join() -> tuple[bool, str]:
+            response = self.client_call(
+                "POST",
+                token,
+                f"/join/{quote(self.room_id, safe='')}",
+                params={"server_name": h.ante_name},
+                json={},
+            )
+            return response.status_code == 200, _describe(response)
+
+        self.action("alice joins through synapse", "200", join)
+        self.wait_membership("alice joined here", alice, "join")
+        self.action(
+            "rooms power alice 50",
+            "exit 0",
+            lambda: self.cli_ok("rooms", "power", self.room_id, alice, "50"),
+        )
+
+        def synapse_state(event_type: str) -> dict[str, Any]:
+            response = self.client_call("GET", token, self.room_path(f"/state/{event_type}/"))
+            response.raise_for_status()
+            body: dict[str, Any] = response.json()
+            return body
+
+        self.check(
+            "synapse has alice's power",
+            "users[alice] = 50",
+            lambda: (
+                synapse_state("m.room.power_levels").get("users", {}).get(alice) == 50,
+                "power_levels seen",
+            ),
+        )
+        h.stop("antechamber")
+        from_synapse = f"from synapse {secrets.token_hex(3)}"
+
+        def set_topic() -> tuple[bool, str]:
+            response = self.client_call(
+                "PUT", token, self.room_path("/state/m.room.topic/"), json={"topic": from_synapse}
+            )
+            return response.status_code == 200, _describe(response)
+
+        self.action("alice sets the topic while antechamber is down", "200", set_topic)
+        time.sleep(2)  # Synapse tries to send it, fails, and backs off
+        h.restart("antechamber")
+        h.wait_ready("antechamber", f"{h.ante_url}/_matrix/federation/v1/version", 30)
+        from_here = f"from antechamber {secrets.token_hex(3)}"
+        self.action(
+            "rooms topic, on the state before alice's",
+            "exit 0",
+            lambda: self.cli_ok("rooms", "topic", self.room_id, from_here),
+        )
+
+        def ours() -> dict[tuple[str, str], Any]:
+            events = self.cli_json("rooms", "state", self.room_id)
+            return {(e["type"], e["state_key"]): e["content"] for e in events}
+
+        def theirs() -> dict[tuple[str, str], Any]:
+            response = self.client_call("GET", token, self.room_path("/state"))
+            response.raise_for_status()
+            return {(e["type"], e["state_key"]): e["content"] for e in response.json()}
+
+        def both_received() -> tuple[bool, str]:
+            timeline = self.cli_json("rooms", "timeline", self.room_id, "--limit", "10")
+            summaries = [entry.get("summary", "") for entry in timeline]
+            got = [t for t in (from_synapse, from_here) if any(t in s for s in summaries)]
+            return len(got) == 2, f"{len(got)} of the 2 topics in antechamber's timeline"
+
+        self.check("antechamber received alice's topic", "both topics stored", both_received, 60)
+
+        def forked() -> tuple[bool, str]:
+            # Read-only look at our database: both topics cite the same prev events.
+            database = h.tmp / "antechamber-data" / "antechamber.db"
+            with contextlib.closing(sqlite3.connect(f"file:{database}?mode=ro", uri=True)) as db:
+                rows = db.execute(
+                    "SELECT json FROM events WHERE room_id = ? AND type = 'm.room.topic'"
+                    " AND state_key = ''",
+                    (self.room_id,),
+                ).fetchall()
+            prevs = {
+                json.dumps(sorted(event["prev_events"]))
+                for event in (json.loads(row[0]) for row in rows)
+                if event["content"].get("topic") in (from_synapse, from_here)
+            }
+            return len(rows) >= 2 and len(prevs) == 1, f"{len(prevs)} distinct prev_events"
+
+        self.action("the two topics are a fork", "the same prev_events", forked)
+
+        def same_state() -> tuple[bool, str]:
+            here, there = ours(), theirs()
+            topics = (here.get(("m.room.topic", "")), there.get(("m.room.topic", "")))
+            differ = sorted(
+                str(k) for k in here.keys() | there.keys() if here.get(k) != there.get(k)
+            )
+            ok = not differ and topics[0] == {"topic": from_here}
+            return ok, f"topics {topics}; keys differing: {differ[:3]}"
+
+        self.check(
+            "both servers hold the same current state",
+            "the later topic (antechamber's) on both; no key differs",
+            same_state,
+            limit=60,
+        )
+
+
+def fork_case(h: Harness) -> None:
+    with contextlib.suppress(Step):
+        Fork(h, "12", "knock").run()
 
 
 def durable_case(h: Harness) -> None:

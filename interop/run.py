@@ -33,7 +33,11 @@ from urllib.parse import quote
 
 import httpx
 import trustme
-from lifecycle import durable_case, lifecycle_case  # interop/lifecycle.py, beside this script
+from lifecycle import (
+    durable_case,
+    fork_case,
+    lifecycle_case,
+)  # interop/lifecycle.py, beside this script
 
 from app.config import DEFAULT_IP_RANGE_DENYLIST
 
@@ -627,6 +631,8 @@ def run_scenario(h: Harness, only: set[str] | None) -> None:
         ("lifecycle-knock-restricted", lambda: lifecycle_case(h, "10", "knock_restricted")),
         # Durable delivery: Synapse down, events stored, both restarted, all delivered.
         ("durable", lambda: durable_case(h)),
+        # State resolution: the same state key changed on both servers at once.
+        ("fork", lambda: fork_case(h)),
     ]
     unknown = (only or set()) - {name for name, _ in cases}
     if unknown:

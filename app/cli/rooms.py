@@ -273,6 +273,15 @@ def cmd_rooms_message(config: Config, args: argparse.Namespace) -> int:
 
 
 @_matrix_errors_as_one_line
+def cmd_rooms_topic(config: Config, args: argparse.Namespace) -> int:
+    with _open(config, args.room_id) as admin:
+        event_id = admin.send_state_event(
+            args.room_id, "m.room.topic", "", {"topic": args.text}, args.sender
+        )
+    return _changed(args, args.room_id, event_id)
+
+
+@_matrix_errors_as_one_line
 def cmd_rooms_power(config: Config, args: argparse.Namespace) -> int:
     with _open(config, args.room_id) as admin:
         event_id = admin.set_power_level(args.room_id, args.user_id, args.level, args.sender)
@@ -390,6 +399,11 @@ def register(commands: Any, add: Callable[..., argparse.ArgumentParser]) -> None
     message.add_argument("room_id")
     message.add_argument("text")
     message.add_argument("--sender", help="a local member (default: the creator)")
+
+    topic = add(rooms, "topic", cmd_rooms_topic, "set the room's m.room.topic")
+    topic.add_argument("room_id")
+    topic.add_argument("text")
+    topic.add_argument("--sender", help="a local member with the power (default: the creator)")
 
     timeline = add(rooms, "timeline", cmd_rooms_timeline, "the newest events, newest last")
     timeline.add_argument("room_id")

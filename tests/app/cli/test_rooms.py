@@ -413,3 +413,17 @@ def test_cli_rooms_hostile_text_is_escaped_in_text_and_plain_in_json(cli_env, ca
     assert "\x1b" not in out
     assert len(out.strip().splitlines()) == 1
     assert members_of(capsys, room_id)[remote.user("h")]["reason"] == HOSTILE
+
+
+def test_cli_rooms_topic_sets_the_topic(cli_env, capsys):
+    room_id = create(capsys, "--version", "12", "--join-rule", "knock")
+    code, out, err = run(capsys, "rooms", "topic", room_id, "Where we knock", "--json")
+    assert code == 0, err
+    event_id = json.loads(out)["event_id"]
+    code, out, _err = run(capsys, "rooms", "state", room_id, "--json")
+    assert code == 0
+    (topic,) = [e for e in json.loads(out) if e["type"] == "m.room.topic"]
+    assert topic["content"] == {"topic": "Where we knock"}
+    code, _out, err = run(capsys, "rooms", "topic", room_id, "x", "--sender", "@nobody:cli.test")
+    assert code != 0
+    assert event_id.startswith("$")
