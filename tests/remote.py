@@ -94,6 +94,8 @@ class RemoteHomeserver:
         self.transactions: list[tuple[str, str, Any]] = []
         # What /send answers: 200 (accepted), or this status (a server that is down or broken).
         self.send_status = 200
+        # Seconds /send waits before answering (the status is decided when the request arrives)
+        self.send_delay_s = 0.0
         # PDUs of the transactions answered 200, each transaction id once (a real server
         # de-duplicates retried transactions by id, transactions.yaml).
         self.accepted_pdus: list[Any] = []
@@ -182,11 +184,14 @@ class RemoteHomeserver:
         """SS §Transactions: record what arrived; answer as a server that accepted every PDU."""
         target = request.scope["raw_path"].decode("latin-1")
         body = await request.json()
+        status = self.send_status
         self.transactions.append((target, request.headers.get("authorization", ""), body))
-        if self.send_status != 200:
+        if self.send_delay_s:
+            await asyncio.sleep(self.send_delay_s)
+        if status != 200:
             return JSONResponse(
                 {"errcode": "M_UNKNOWN", "error": "down"},
-                status_code=self.send_status,
+                status_code=status,
                 headers={"connection": "close"},
             )
         txn_id = request.path_params["txn_id"]

@@ -59,6 +59,8 @@ class FederationSender:
         self._poller: asyncio.Task[None] | None = None
         # Destinations this worker saw fail: an inbound request from one resets its backoff.
         self._backed_off: set[str] = set()
+        # Destinations that sent us a request while a transaction to them was in flight
+        self._woken: set[str] = set()
 
     def start(self, *, retry_now: bool = False) -> None:
         """Start polling (once the event loop runs). With ``retry_now`` (the server starting)
@@ -81,6 +83,10 @@ class FederationSender:
     def notify_inbound(self, origin: str) -> None:
         """``origin`` just reached us: if it was backed off, it is up again (Synapse resets a
         destination's backoff on any inbound request from it)."""
+        if origin in self._workers and origin not in self._backed_off:
+            # A transaction to it is in flight: should it fail, it failed before the origin
+            # came back, so retry at once rather than back off (the crash test hit this).
+            self._woken.add(origin)
         if origin in self._backed_off:
             self._backed_off.discard(origin)
             if self._store.reset_backoff(origin):
@@ -147,6 +153,7 @@ class FederationSender:
         DELIVERIES.labels(destination, "sent" if status == 200 else "failed").inc()
         if status == 200:
             store.complete_transaction(destination, orderings, self._clock())
+            self._woken.discard(destination)
             self._backed_off.discard(destination)
             logger.info("Sent transaction %s (%d PDUs) to %s", txn_id, len(batch), destination)
             return True
@@ -168,6 +175,12 @@ class FederationSender:
             backoff // 1000,
             f"; {dropped} deliveries of rooms this server left dropped" if dropped else "",
         )
+        if destination in self._woken:
+            self._woken.discard(destination)
+            store.reset_backoff(destination)
+            self._backed_off.discard(destination)
+            logger.info("%s sent us a request meanwhile; retrying now", destination)
+            return True
         return False
 
     async def deliver_now(self, destinations: Iterable[str], timeout_s: float) -> None:

@@ -132,6 +132,25 @@ def test_sender_backoff_doubles_and_an_inbound_request_resets_it(federation_conf
     run_with_sender(federation_config, clock, body)
 
 
+def test_sender_inbound_request_during_a_failing_send_retries_at_once(
+    federation_config, remote, clock
+):
+    # The remote comes back (and calls us) while a transaction to it is in flight and then
+    # fails: it is retried at once, not after a backoff the remote has already outlived.
+    async def body(admin, senders, store):
+        remote.send_status, remote.send_delay_s = 503, 0.5
+        room_id = shared_room(admin, remote)
+        admin.send_message(room_id, "one")
+        await wait_for(lambda: len(remote.transactions) == 1)
+        remote.send_status, remote.send_delay_s = 200, 0.0
+        senders[0].notify_inbound(remote.server_name)
+        # the fake clock does not move: only the wake can bring the retry
+        await wait_for(lambda: len(remote.accepted_pdus) == 1)
+        assert store.get_retry_at(remote.server_name) == 0
+
+    run_with_sender(federation_config, clock, body)
+
+
 def test_sender_after_a_restart_delivers_what_was_pending(federation_config, remote, clock):
     """What was stored before the process stopped is in the outbox and goes out from the next."""
     key = load_or_generate_signing_key(federation_config.resolved_signing_key_path)
