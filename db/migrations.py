@@ -164,6 +164,13 @@ def _m008_state_at_stored_events(conn: sqlite3.Connection) -> None:
         groups.add_event(room_id, room_version, json.loads(text), event_id, rejected=bool(rejected))
 
 
+_M009_OUTLIERS = """
+-- Outliers: events fetched to fill a gap (the state at a missing prev event, missing auth
+-- events), checked against their own auth events only. Kept out of the timeline, the current
+-- state and the extremities as a soft-failed event is (soft_failed is set for them too).
+ALTER TABLE events ADD COLUMN outlier INTEGER NOT NULL DEFAULT 0
+"""
+
 Migration = str | Callable[[sqlite3.Connection], None]
 
 # (name, SQL script or function). Append only; never edit an applied migration.
@@ -176,6 +183,7 @@ MIGRATIONS: list[tuple[str, Migration]] = [
     ("006_soft_failed", _M006_SOFT_FAILED),
     ("007_state_groups", _M007_STATE_GROUPS),
     ("008_state_at_stored_events", _m008_state_at_stored_events),
+    ("009_outliers", _M009_OUTLIERS),
 ]
 
 

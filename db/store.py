@@ -366,6 +366,82 @@ class Store:
         memberships = [event.get("content", {}).get("membership") for event in events.values()]
         return [m for m in memberships if isinstance(m, str)]
 
+    def get_unknown_event_ids(self, event_ids: Sequence[str]) -> list[str]:
+        """Those of ``event_ids`` not stored here (in the order given, once each)."""
+        unique = list(dict.fromkeys(event_ids))
+        known: set[str] = set()
+        for start in range(0, len(unique), 500):
+            chunk = unique[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            known.update(
+                row[0]
+                for row in self.conn.execute(
+                    f"SELECT event_id FROM events WHERE event_id IN ({marks})", chunk
+                )
+            )
+        return [event_id for event_id in unique if event_id not in known]
+
+    def get_state_keys_of(self, event_ids: Sequence[str]) -> dict[str, StateKey]:
+        """(type, state_key) of each of ``event_ids`` that is a stored, not rejected state
+        event."""
+        unique = list(dict.fromkeys(event_ids))
+        found: dict[str, StateKey] = {}
+        for start in range(0, len(unique), 500):
+            chunk = unique[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            rows = self.conn.execute(
+                f"SELECT event_id, type, state_key FROM events WHERE event_id IN ({marks})"
+                " AND state_key IS NOT NULL AND rejected = 0",
+                chunk,
+            )
+            found.update({row[0]: (row[1], row[2]) for row in rows})
+        return found
+
+    def get_events_without_state(self, event_ids: Sequence[str]) -> list[str]:
+        """Those of ``event_ids`` whose state is not known here: not stored, or outliers
+        fetched without it. An event citing one as a prev_event cannot be judged yet."""
+        unique = list(dict.fromkeys(event_ids))
+        if not unique:
+            return []
+        marks = ",".join("?" * len(unique))
+        known = {
+            row[0]
+            for row in self.conn.execute(
+                f"SELECT event_id FROM event_state WHERE event_id IN ({marks})", unique
+            )
+        }
+        return [event_id for event_id in unique if event_id not in known]
+
+    def set_outlier_state(
+        self,
+        room_id: str,
+        event_id: str,
+        event: JsonDict,
+        state_before: dict[StateKey, str],
+    ) -> None:
+        """Record the state before and after an outlier as its origin told it (/state_ids at
+        a missing prev event), so events built on it are judged on that state. Stored as a
+        difference to the room's current state, which it mostly shares."""
+        row = self.conn.execute(
+            "SELECT current_state_group FROM rooms WHERE room_id = ?", (room_id,)
+        ).fetchone()
+        parent = row[0] if row is not None else None
+        base_state = self._groups.get_state_ids(parent)
+        before = self._groups.create_group(
+            room_id, parent, get_state_changes(base_state, state_before)
+        )
+        after = before
+        state_key = event.get("state_key")
+        if isinstance(state_key, str) and not self.is_event_rejected(event_id):
+            after = self._groups.create_group(
+                room_id, before, {(event["type"], state_key): event_id}
+            )
+        self.conn.execute(
+            "INSERT OR REPLACE INTO event_state (event_id, before_group, after_group)"
+            " VALUES (?, ?, ?)",
+            (event_id, before, after),
+        )
+
     def _load_state_events(self, ids: dict[StateKey, str]) -> dict[StateKey, JsonDict]:
         # State groups hold accepted events only (a rejected event adds none).
         found = self.get_events_by_id(list(ids.values()))
@@ -701,13 +777,18 @@ class Store:
         *,
         rejected: bool = False,
         soft_failed: bool = False,
+        outlier: bool = False,
     ) -> bool:
         """Store one PDU with its state and extremity updates in one transaction.
 
         Returns False (and writes nothing) when ``event_id`` is already stored.
         """
         return self.persist_events(
-            [(event, event_id)], room_version, rejected=rejected, soft_failed=soft_failed
+            [(event, event_id)],
+            room_version,
+            rejected=rejected,
+            soft_failed=soft_failed,
+            outlier=outlier,
         )[0]
 
     def persist_events(
@@ -717,15 +798,18 @@ class Store:
         *,
         rejected: bool = False,
         soft_failed: bool = False,
+        outlier: bool = False,
     ) -> list[bool]:
         """Store (event, event_id) pairs of one room, in order, all in ONE transaction.
 
         A room's first event must be its m.room.create: storing it creates the room row.
         Everything or nothing is written; already stored ids are skipped (False in the result).
+        An ``outlier`` (fetched to fill a gap) gets no state from its prev_events: its state,
+        when known, is recorded with ``set_outlier_state``.
         """
         with self.write_transaction():
             return [
-                self._persist_one(event, event_id, room_version, rejected, soft_failed)
+                self._persist_one(event, event_id, room_version, rejected, soft_failed, outlier)
                 for event, event_id in events
             ]
 
@@ -771,6 +855,7 @@ class Store:
         room_version: str,
         rejected: bool,
         soft_failed: bool = False,
+        outlier: bool = False,
     ) -> bool:
         if self.conn.execute("SELECT 1 FROM events WHERE event_id = ?", (event_id,)).fetchone():
             return False
@@ -788,8 +873,8 @@ class Store:
         state_key = event.get("state_key")
         self.conn.execute(
             "INSERT INTO events (event_id, room_id, type, state_key, sender, depth,"
-            " origin_server_ts, rejected, soft_failed, json)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            " origin_server_ts, rejected, soft_failed, outlier, json)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 event_id,
                 room_id,
@@ -799,10 +884,13 @@ class Store:
                 event["depth"],
                 event["origin_server_ts"],
                 int(rejected),
-                int(soft_failed),
+                int(soft_failed or outlier),
+                int(outlier),
                 encode_canonical_json(event).decode("utf-8"),
             ),
         )
+        if outlier:
+            return True
         before, after = self._groups.add_event(
             room_id, room_version, event, event_id, rejected=rejected
         )

@@ -179,3 +179,21 @@ def check_pdu_auth(
             raise
         return True
     return False
+
+
+def check_outlier_auth(
+    event: JsonDict,
+    room_version: RoomVersion,
+    *,
+    auth_events: list[JsonDict],
+    create_event: JsonDict | None,
+    is_signed_by: Callable[[str], bool] | None = None,
+) -> None:
+    """SS §Checks performed on receipt of a PDU, step 4 alone, for an event fetched to fill a
+    gap (an outlier: the state before it is not known here, so steps 5 and 6 cannot run; Synapse
+    checks outliers the same way). M_FORBIDDEN on failure."""
+    check_auth_events_selection(event, auth_events, room_version)
+    auth_state = {(e["type"], e["state_key"]): e for e in auth_events}
+    check_auth_rules(
+        event, auth_state, room_version, create_event=create_event, is_signed_by=is_signed_by
+    )

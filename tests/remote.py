@@ -105,6 +105,14 @@ class RemoteHomeserver:
         # A lying or stalling origin: "hang" (past our timeout), "garbage" (not JSON),
         # "bloated" (10 MB of events), "not_a_list" (events: {}); "ok" answers missing_events.
         self.missing_events_mode = "ok"
+        # What the read endpoints serve: events by id (/event), the /state_ids answer by event
+        # id, the /event_auth chain by event id; and the ids /event was asked for.
+        self.events: dict[str, Any] = {}
+        self.state_ids: dict[str, Any] = {}
+        self.event_auth: dict[str, list[Any]] = {}
+        self.event_requests: list[str] = []
+        # "hang" makes /state_ids and /event_auth stall past our timeout
+        self.read_mode = "ok"
         self._accepted_txn_ids: set[str] = set()
         # Invites sent to this server: (request target as sent, Authorization, body).
         self.invites: list[tuple[str, str, Any]] = []
@@ -118,6 +126,9 @@ class RemoteHomeserver:
                     self._get_missing_events,
                     methods=["POST"],
                 ),
+                Route("/_matrix/federation/v1/event/{event_id}", self._event),
+                Route("/_matrix/federation/v1/state_ids/{room_id}", self._state_ids),
+                Route("/_matrix/federation/v1/event_auth/{room_id}/{event_id}", self._event_auth),
                 Route(
                     "/_matrix/federation/v2/invite/{room_id}/{event_id}",
                     self._invite,
@@ -221,6 +232,40 @@ class RemoteHomeserver:
                 headers={"connection": "close"},
             )
         return JSONResponse({"events": self.missing_events}, headers={"connection": "close"})
+
+    def _not_found(self) -> Response:
+        return JSONResponse(
+            {"errcode": "M_NOT_FOUND", "error": "Not found"},
+            status_code=404,
+            headers={"connection": "close"},
+        )
+
+    async def _event(self, request: Request) -> Response:
+        """events.yaml GET /event: the event from ``events`` as a transaction, or 404."""
+        event_id = request.path_params["event_id"]
+        self.event_requests.append(event_id)
+        if event_id not in self.events:
+            return self._not_found()
+        body = {"origin": self.server_name, "origin_server_ts": 1, "pdus": [self.events[event_id]]}
+        return JSONResponse(body, headers={"connection": "close"})
+
+    async def _state_ids(self, request: Request) -> Response:
+        """events.yaml GET /state_ids: the answer ``state_ids`` holds for ?event_id=, or 404."""
+        if self.read_mode == "hang":
+            await asyncio.sleep(self.hang_s)
+        answer = self.state_ids.get(request.query_params.get("event_id", ""))
+        if answer is None:
+            return self._not_found()
+        return JSONResponse(answer, headers={"connection": "close"})
+
+    async def _event_auth(self, request: Request) -> Response:
+        """event_auth.yaml: the chain ``event_auth`` holds for the event, or 404."""
+        if self.read_mode == "hang":
+            await asyncio.sleep(self.hang_s)
+        chain = self.event_auth.get(request.path_params["event_id"])
+        if chain is None:
+            return self._not_found()
+        return JSONResponse({"auth_chain": chain}, headers={"connection": "close"})
 
     async def _invite(self, request: Request) -> Response:
         """invites-v2.yaml: record the request; answer the event countersigned with this

@@ -18,10 +18,11 @@ from app.rooms.persist import persist_and_fan_out
 from db.store import Store
 from matrix.auth_rules import CREATE_KEY, StateKey, get_auth_event_keys
 from matrix.errors import MatrixError
-from matrix.events import check_event_signature
+from matrix.events import check_event_signature, compute_event_id
 from matrix.ids import get_domain
 from matrix.pdu_checks import (
     build_received_pdu,
+    check_outlier_auth,
     check_pdu_auth,
     check_pdu_format,
     check_pdu_references_in_room,
@@ -161,6 +162,55 @@ async def accept_pdu(
     return AcceptedPdu(event, event_id, is_new=True, soft_failed=soft_failed)
 
 
+async def accept_outlier(
+    resident: Resident, room_id: str, room_version: RoomVersion, pdu: JsonDict, *, event_id: str
+) -> bool:
+    """Check and store an event fetched to fill a gap (an outlier, app/rooms/gaps.py): format,
+    that it is the event asked for, in this room, signed by its sender's server, its hash
+    (redact on mismatch), and step 4 against its own auth events, which must be stored here
+    already. Failing step 4 stores it rejected. Returns whether it was accepted; raises
+    MatrixError when it cannot be judged or is not what was asked for (nothing stored).
+    """
+    check_pdu_format(pdu, room_version)
+    pdu = build_received_pdu(pdu)
+    if compute_event_id(pdu, room_version) != event_id or pdu.get("room_id") != room_id:
+        raise MatrixError("M_FORBIDDEN", f"The origin answered another event for {event_id}")
+    sender_server = get_domain(pdu["sender"])
+    verify_keys = await _get_event_verify_keys(resident, sender_server, pdu)
+    check_event_signature(pdu, room_version, sender_server, verify_keys)
+    event = get_redacted_if_hash_mismatch(pdu, room_version)
+    is_signed_by = await _get_authoriser_check(resident, event, room_version)
+    store = resident.store
+    with store.write_transaction():
+        known = store.is_event_rejected(event_id)
+        if known is not None:
+            return not known
+        auth_events = _load_auth_events(store, event)
+        rejected = any(auth_event is None for auth_event in auth_events)
+        if not rejected:
+            try:
+                check_outlier_auth(
+                    event,
+                    room_version,
+                    auth_events=[e for e in auth_events if e is not None],
+                    create_event=store.get_current_state_event(room_id, "m.room.create", ""),
+                    is_signed_by=is_signed_by,
+                )
+            except MatrixError:
+                rejected = True
+        store.persist_events(
+            [(event, event_id)], room_version.identifier, rejected=rejected, outlier=True
+        )
+    logger.info(
+        "Fetched %s %s %s in %s",
+        "rejected" if rejected else "outlier",
+        event["type"],
+        event_id,
+        room_id,
+    )
+    return not rejected
+
+
 async def _get_event_verify_keys(
     resident: Resident, server_name: str, event: JsonDict
 ) -> dict[str, VerifyKey]:
@@ -239,10 +289,11 @@ def _load_auth_events(store: Store, event: JsonDict) -> list[JsonDict | None]:
 def _check_prev_events_known(store: Store, event: JsonDict) -> None:
     """Step 5 needs the state after every prev_event (the callers fetch missing ones first:
     SS §Backfilling and retrieving missing events)."""
-    if store.get_newest_stream_ordering(event["prev_events"]) is None:
+    missing = store.get_events_without_state(event["prev_events"])
+    if missing:
         raise MatrixError(
             "M_FORBIDDEN",
-            "The event's prev_events are not all known to this server",
+            f"The state at prev_events {missing[:3]} is not known to this server",
         )
 
 

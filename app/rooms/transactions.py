@@ -1,11 +1,8 @@
 """Inbound transactions (SS §Transactions): each PDU through the intake, a result per PDU."""
 
-import asyncio
 import logging
-from urllib.parse import quote
 
-from app.federation.client import FederationRequestError
-from app.rooms import Resident, hosted, ingest
+from app.rooms import Resident, gaps, hosted, ingest
 from matrix.errors import MatrixError
 from matrix.events import compute_event_id
 from matrix.pdu_checks import check_pdu_format, check_transaction_format
@@ -13,11 +10,6 @@ from matrix.room_versions import RoomVersion
 from matrix.types import JsonDict
 
 logger = logging.getLogger(__name__)
-
-# What one gap may cost (Synapse asks for 10 events with a 60 s timeout; ours is shorter,
-# config missing_events_timeout_s, as the origin waits for our answer to its transaction).
-MISSING_EVENTS_LIMIT = 10
-MISSING_EVENTS_MAX_BYTES = 1024 * 1024
 
 
 async def receive_transaction(
@@ -74,9 +66,18 @@ async def _receive_pdu(
         logger.info("Dropped a malformed PDU from %s in %s: %s", origin, room_id, exc.message)
         return None
     event_id = compute_event_id(pdu, room_version)
-    if fetch_missing and resident.store.get_newest_stream_ordering(pdu["prev_events"]) is None:
-        # SS §Backfilling and retrieving missing events: ask the origin for the gap first.
-        await _fetch_missing_events(resident, origin, room_id, room_version, pdu, event_id)
+    if fetch_missing:
+        # SS §Backfilling and retrieving missing events: ask the origin for what the PDU
+        # cites and this server lacks (prev events, the state at them, auth events) first.
+        await gaps.fill_gaps(
+            resident,
+            origin,
+            room_id,
+            room_version,
+            pdu,
+            event_id,
+            lambda missing: _receive_pdu(resident, origin, missing, fetch_missing=False),
+        )
     try:
         # SS §Server Access Control Lists: a denied origin's PDUs are refused, one by one.
         hosted.check_origin_acl(resident.store, room_id, origin)
@@ -100,59 +101,6 @@ async def _receive_pdu(
         logger.info("Refused %s from %s in %s: %s", event_id, origin, room_id, exc.message)
         return event_id, {"error": f"{exc.errcode}: {exc.message}"}
     return event_id, {}
-
-
-async def _fetch_missing_events(
-    resident: Resident,
-    origin: str,
-    room_id: str,
-    room_version: RoomVersion,
-    pdu: JsonDict,
-    event_id: str,
-) -> None:
-    """Fill a gap before ``pdu``: POST /get_missing_events to the origin (earliest = our
-    forward extremities, latest = the PDU, limit 10, as Synapse asks), then put what comes back
-    through the intake, oldest first. Bounded (one request, its timeout and size); a failure
-    leaves the gap, and the PDU is then refused in its entry. State at a gap the walk does not
-    close (Synapse's /state_ids fallback) is not fetched yet.
-    """
-    client = resident.federation
-    if client is None:
-        return
-    store = resident.store
-    earliest = [event for event, _depth in store.get_forward_extremities(room_id)]
-    body = {
-        "earliest_events": earliest,
-        "latest_events": [event_id],
-        "limit": MISSING_EVENTS_LIMIT,
-        "min_depth": 0,
-    }
-    path = f"/_matrix/federation/v1/get_missing_events/{quote(room_id, safe='')}"
-    try:
-        async with asyncio.timeout(resident.missing_events_timeout_s):
-            status, answer = await client.request(
-                "POST", origin, path, body, max_bytes=MISSING_EVENTS_MAX_BYTES
-            )
-    except (FederationRequestError, TimeoutError) as exc:
-        logger.info("Could not fetch events missing before %s from %s: %s", event_id, origin, exc)
-        return
-    events = answer.get("events") if status == 200 and isinstance(answer, dict) else None
-    if not isinstance(events, list):
-        logger.info("%s answered get_missing_events with HTTP %s", origin, status)
-        return
-    fetched = [e for e in events[:MISSING_EVENTS_LIMIT] if isinstance(e, dict)]
-    fetched.sort(key=_depth_of)
-    for missing in fetched:
-        if missing.get("room_id") != room_id:
-            continue
-        outcome = await _receive_pdu(resident, origin, missing, fetch_missing=False)
-        if outcome is not None and "error" in outcome[1]:
-            logger.info("A fetched event %s was refused: %s", outcome[0], outcome[1]["error"])
-
-
-def _depth_of(event: JsonDict) -> int:
-    depth = event.get("depth")
-    return depth if isinstance(depth, int) else 0
 
 
 def _no_endpoint_checks(pdu: JsonDict) -> None:

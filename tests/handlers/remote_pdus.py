@@ -27,6 +27,7 @@ def remote_event(
     signing_key=None,
     remote=None,
     origin_server_ts: int = FIXED_NOW_MS + 20,
+    auth_events: list[str] | None = None,
 ) -> tuple[dict, str]:
     """An event the remote's user builds on our room's current state and extremities
     (``remote``: another server than the environment's, signing it)."""
@@ -48,7 +49,9 @@ def remote_event(
         content=content,
         state_key=state_key,
         prev_events=prev_events if prev_events is not None else [e for e, _ in extremities],
-        auth_events=[event_id for event_id, _ in found.values()],
+        auth_events=auth_events
+        if auth_events is not None
+        else [event_id for event_id, _ in found.values()],
         depth=max(d for _, d in extremities) + 1,
         origin=remote.server_name,
         origin_server_ts=origin_server_ts,

@@ -7,6 +7,7 @@ import pytest
 from matrix.errors import MatrixError
 from matrix.pdu_checks import (
     build_received_pdu,
+    check_outlier_auth,
     check_pdu_format,
     check_pdu_references_in_room,
     check_transaction_format,
@@ -132,3 +133,44 @@ def test_check_transaction_format_refuses_timestamps_outside_int64(ts):
 def test_check_transaction_format_accepts_int64_bounds():
     check_transaction_format({"origin_server_ts": 2**63 - 1})
     check_transaction_format({"origin_server_ts": -(2**63)})
+
+
+def _v10_event(event_type: str, sender: str, state_key: str | None = None, **content) -> dict:
+    event = {
+        "type": event_type,
+        "sender": sender,
+        "room_id": "!r:x.test",
+        "content": content,
+        "depth": 2,
+        "prev_events": [],
+        "auth_events": [],
+        "origin_server_ts": 1,
+    }
+    if state_key is not None:
+        event["state_key"] = state_key
+    return event
+
+
+def test_check_outlier_auth_is_step_4_alone():
+    create = _v10_event("m.room.create", "@c:x.test", "", creator="@c:x.test", room_version="10")
+    join = _v10_event("m.room.member", "@c:x.test", "@c:x.test", membership="join")
+    message = _v10_event("m.room.message", "@c:x.test", body="hi")
+    # passes on its auth events alone: no current state, no state before
+    check_outlier_auth(message, V10, auth_events=[create, join], create_event=create)
+    stranger = _v10_event("m.room.message", "@d:x.test", body="hi")
+    assert (
+        errcode_of(
+            lambda: check_outlier_auth(stranger, V10, auth_events=[create], create_event=create)
+        )
+        == "M_FORBIDDEN"
+    )
+    # a badly chosen auth event (one the selection would not pick) is refused too
+    other = _v10_event("m.room.member", "@e:x.test", "@e:x.test", membership="join")
+    assert (
+        errcode_of(
+            lambda: check_outlier_auth(
+                message, V10, auth_events=[create, join, other], create_event=create
+            )
+        )
+        == "M_FORBIDDEN"
+    )
