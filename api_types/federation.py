@@ -159,23 +159,11 @@ class MembershipTemplateContent(TypedDict):
     """
 
 
-class MembershipTemplate(TypedDict):
-    """
-    An unsigned join or leave event (joins-v1.yaml, leaving-v1.yaml), with the fields and
-    bounds of the knock template.
+EventReference: TypeAlias = str | list[Any]
+"""
+An event id; in room versions 1 and 2, an `[event_id, {"sha256": reference hash}]` pair.
 
-    """
-
-    room_id: str
-    type: Literal["m.room.member"]
-    state_key: str
-    sender: str
-    content: MembershipTemplateContent
-    origin: str
-    origin_server_ts: int
-    depth: int
-    prev_events: list[str]
-    auth_events: list[str]
+"""
 
 
 class MembershipPduContent(TypedDict):
@@ -312,6 +300,34 @@ class MakeKnockResponse(TypedDict):
     The room's version; the event follows its format.
     """
     event: KnockTemplate
+
+
+class MembershipTemplate(TypedDict):
+    """
+    An unsigned join or leave event (joins-v1.yaml, leaving-v1.yaml), with the fields and
+    bounds of the knock template. joins-v1.yaml and leaving-v1.yaml, like knocks.yaml, omit
+    `room_id` from the template schema though their MUSTs use it; this server always sends
+    it. In room versions 1 and 2, `prev_events` and `auth_events` hold
+    `[event_id, {"sha256": reference hash}]` pairs (rooms/v1 §Event format).
+
+    """
+
+    room_id: str
+    type: Literal["m.room.member"]
+    state_key: str
+    sender: str
+    content: MembershipTemplateContent
+    origin: str
+    origin_server_ts: int
+    depth: int
+    prev_events: list[EventReference]
+    auth_events: list[EventReference]
+    event_id: NotRequired[str]
+    """
+    Room versions 1 and 2 only (their PDUs carry their id): an id this server made up,
+    `$…:` this server, as Synapse's templates carry one; the joining server may keep it.
+
+    """
 
 
 class MakeMembershipResponse(TypedDict):
