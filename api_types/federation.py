@@ -222,11 +222,13 @@ class SendLeaveResponse(TypedDict, closed=True):
     """
 
 
-class Transaction(TypedDict):
-    origin: str
-    origin_server_ts: int
-    pdus: list[dict[str, Any]]
-    edus: NotRequired[list[dict[str, Any]]]
+class Edu(TypedDict):
+    """
+    An ephemeral data unit (edu.yaml); accepted and ignored here.
+    """
+
+    edu_type: str
+    content: dict[str, Any]
 
 
 class TransactionResponsePdus(TypedDict):
@@ -237,7 +239,24 @@ class TransactionResponse(TypedDict):
     pdus: dict[str, TransactionResponsePdus]
 
 
+class SinglePduTransaction(TypedDict):
+    """
+    A transaction holding exactly one PDU (single_pdu_transaction.yaml).
+    """
+
+    origin: str
+    origin_server_ts: int
+    pdus: list[dict[str, Any]]
+
+
 class PduTransaction(TypedDict):
+    """
+    A transaction of any number of PDUs (unlimited_pdu_transaction.yaml, backfill). Their
+    prev_events and auth_events are not bounded here: backfill.yaml says a backfill answer
+    MUST NOT be validated on those limits.
+
+    """
+
     origin: str
     origin_server_ts: int
     pdus: list[dict[str, Any]]
@@ -328,6 +347,13 @@ class MembershipTemplate(TypedDict):
     `$…:` this server, as Synapse's templates carry one; the joining server may keep it.
 
     """
+
+
+class Transaction(TypedDict):
+    origin: str
+    origin_server_ts: int
+    pdus: list[dict[str, Any]]
+    edus: NotRequired[list[Edu]]
 
 
 class MakeMembershipResponse(TypedDict):
