@@ -159,23 +159,11 @@ class MembershipTemplateContent(TypedDict):
     """
 
 
-class MembershipTemplate(TypedDict):
-    """
-    An unsigned join or leave event (joins-v1.yaml, leaving-v1.yaml), with the fields and
-    bounds of the knock template.
+EventReference: TypeAlias = str | list[Any]
+"""
+An event id; in room versions 1 and 2, an `[event_id, {"sha256": reference hash}]` pair.
 
-    """
-
-    room_id: str
-    type: Literal["m.room.member"]
-    state_key: str
-    sender: str
-    content: MembershipTemplateContent
-    origin: str
-    origin_server_ts: int
-    depth: int
-    prev_events: list[str]
-    auth_events: list[str]
+"""
 
 
 class MembershipPduContent(TypedDict):
@@ -234,11 +222,13 @@ class SendLeaveResponse(TypedDict, closed=True):
     """
 
 
-class Transaction(TypedDict):
-    origin: str
-    origin_server_ts: int
-    pdus: list[dict[str, Any]]
-    edus: NotRequired[list[dict[str, Any]]]
+class Edu(TypedDict):
+    """
+    An ephemeral data unit (edu.yaml); accepted and ignored here.
+    """
+
+    edu_type: str
+    content: dict[str, Any]
 
 
 class TransactionResponsePdus(TypedDict):
@@ -249,7 +239,24 @@ class TransactionResponse(TypedDict):
     pdus: dict[str, TransactionResponsePdus]
 
 
+class SinglePduTransaction(TypedDict):
+    """
+    A transaction holding exactly one PDU (single_pdu_transaction.yaml).
+    """
+
+    origin: str
+    origin_server_ts: int
+    pdus: list[dict[str, Any]]
+
+
 class PduTransaction(TypedDict):
+    """
+    A transaction of any number of PDUs (unlimited_pdu_transaction.yaml, backfill). Their
+    prev_events and auth_events are not bounded here: backfill.yaml says a backfill answer
+    MUST NOT be validated on those limits.
+
+    """
+
     origin: str
     origin_server_ts: int
     pdus: list[dict[str, Any]]
@@ -312,6 +319,41 @@ class MakeKnockResponse(TypedDict):
     The room's version; the event follows its format.
     """
     event: KnockTemplate
+
+
+class MembershipTemplate(TypedDict):
+    """
+    An unsigned join or leave event (joins-v1.yaml, leaving-v1.yaml), with the fields and
+    bounds of the knock template. joins-v1.yaml and leaving-v1.yaml, like knocks.yaml, omit
+    `room_id` from the template schema though their MUSTs use it; this server always sends
+    it. In room versions 1 and 2, `prev_events` and `auth_events` hold
+    `[event_id, {"sha256": reference hash}]` pairs (rooms/v1 §Event format).
+
+    """
+
+    room_id: str
+    type: Literal["m.room.member"]
+    state_key: str
+    sender: str
+    content: MembershipTemplateContent
+    origin: str
+    origin_server_ts: int
+    depth: int
+    prev_events: list[EventReference]
+    auth_events: list[EventReference]
+    event_id: NotRequired[str]
+    """
+    Room versions 1 and 2 only (their PDUs carry their id): an id this server made up,
+    `$…:` this server, as Synapse's templates carry one; the joining server may keep it.
+
+    """
+
+
+class Transaction(TypedDict):
+    origin: str
+    origin_server_ts: int
+    pdus: list[dict[str, Any]]
+    edus: NotRequired[list[Edu]]
 
 
 class MakeMembershipResponse(TypedDict):

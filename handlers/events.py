@@ -2,13 +2,18 @@
 
 from urllib.parse import unquote
 
-from api_types.federation import EventAuthResponse, PduTransaction, StateIdsResponse, StateResponse
+from api_types.federation import (
+    EventAuthResponse,
+    SinglePduTransaction,
+    StateIdsResponse,
+    StateResponse,
+)
 from app.rooms import history
 from handlers import _context
 from matrix.ids import parse_room_id
 
 
-async def get_event(eventId: str, user: str) -> PduTransaction:
+async def get_event(eventId: str, user: str) -> SinglePduTransaction:
     """GET /_matrix/federation/v1/event/{eventId} (events.yaml)."""
     return history.get_event(_context.resident(), user, unquote(eventId))
 

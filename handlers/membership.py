@@ -14,12 +14,15 @@ from handlers._json import as_json_dict
 from matrix.ids import parse_room_id, parse_user_id
 
 
-async def make_join(roomId: str, userId: str, ver: list[str], user: str) -> MakeMembershipResponse:
+async def make_join(
+    roomId: str, userId: str, user: str, ver: list[str] | None = None
+) -> MakeMembershipResponse:
     """GET /_matrix/federation/v1/make_join/{roomId}/{userId} (joins-v1.yaml)."""
     room_id = parse_room_id(unquote(roomId))
     user_id = parse_user_id(unquote(userId))
+    # joins-v1.yaml: `ver` defaults to ["1"] (Synapse's FederationMakeJoinServlet too).
     return membership.build_make_membership_response(
-        _context.resident(), room_id, user_id, "join", user, supported_versions=ver
+        _context.resident(), room_id, user_id, "join", user, supported_versions=ver or ["1"]
     )
 
 

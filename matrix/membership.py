@@ -90,6 +90,7 @@ def build_membership_template(
     origin: str,
     origin_server_ts: int,
     authoriser: str | None = None,
+    event_hashes: Mapping[str, str] | None = None,
 ) -> JsonDict:
     """The unsigned membership event a resident returns from make_join / make_leave / make_knock.
 
@@ -98,7 +99,9 @@ def build_membership_template(
     extremities, newest first; ``state`` holds the events of get_membership_state_keys that
     exist and ``state_event_ids`` their ids (v3+ PDUs do not carry their own id).
     ``authoriser`` (a restricted join, rooms/v8) goes into the content as
-    join_authorised_via_users_server; this server signs for it at send_join.
+    join_authorised_via_users_server; this server signs for it at send_join. Rooms with v1
+    event ids (v1, v2) also need ``event_hashes``, the reference hash of every prev and auth
+    event (rooms/v1 §Event format: references are ``[event_id, {"sha256": hash}]`` pairs).
     """
     prev = list(prev_events)[:MAX_TEMPLATE_PREV_EVENTS]
     content = {} if authoriser is None else {"join_authorised_via_users_server": authoriser}
@@ -115,6 +118,7 @@ def build_membership_template(
         depth=max((d for _, d in prev), default=0) + 1,
         origin=origin,
         origin_server_ts=origin_server_ts,
+        event_hashes=event_hashes,
     )
     # The would-be event must pass the version's auth rules against current state; failure is
     # 403 M_FORBIDDEN (joins-v1.yaml, leaving-v1.yaml, knocks.yaml). An authoriser is ours: the

@@ -6,6 +6,7 @@ import json
 import pkgutil
 from pathlib import Path
 
+import pytest
 from openapi_spec_validator import validate
 
 import handlers
@@ -18,6 +19,7 @@ from app.docs import (
     endpoint_table,
 )
 from app.main import contract
+from matrix.ids import get_domain
 
 METHODS = ("get", "put", "post", "delete", "patch")
 
@@ -181,12 +183,71 @@ def test_contract_knock_room_state_is_never_empty():
     assert not OAS30Validator(schema).is_valid({"knock_room_state": []})
 
 
-def _operation(path_prefix: str, method: str) -> dict:
-    for path, item in contract()["paths"].items():
-        if path.startswith(path_prefix):
-            operation: dict = item[method]
-            return operation
-    raise AssertionError(path_prefix)
+def _operation(operation_name: str) -> dict:
+    """The operation whose operationId ends with ``.operation_name``, its $refs resolved."""
+    document = contract()
+    for item in document["paths"].values():
+        for method in METHODS:
+            operation = item.get(method)
+            if operation and operation["operationId"].endswith(f".{operation_name}"):
+                resolved: dict = _resolved(document, operation)  # type: ignore[assignment]
+                return resolved
+    raise AssertionError(operation_name)
+
+
+def _placed_example(operation: dict, where: str) -> object:
+    """An operation's example: ``body``, a response status, or a parameter by name."""
+    if where == "body":
+        return operation["requestBody"]["content"]["application/json"]["example"]
+    if where.isdigit():
+        return operation["responses"][where]["content"]["application/json"]["example"]
+    (parameter,) = [p for p in operation["parameters"] if p["name"] == where]
+    return parameter["example"]
+
+
+def _all_example_values() -> list[object]:
+    return [example for _where, _schema, example in _examples(contract())]
+
+
+def _walk(node: object):
+    yield node
+    if isinstance(node, dict):
+        for key, value in node.items():
+            yield key
+            yield from _walk(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from _walk(value)
+
+
+def _example_pdus() -> list[dict]:
+    """Every signed event anywhere in the contract's examples (each once)."""
+    found: dict[str, dict] = {}
+    for value in _all_example_values():
+        for node in _walk(value):
+            if isinstance(node, dict) and "hashes" in node and "signatures" in node:
+                found[json.dumps(node, sort_keys=True)] = node
+    return list(found.values())
+
+
+def test_contract_examples_block_is_generated_and_current():
+    from scripts.contract_examples import CONTRACT, build_examples, render_block
+
+    assert render_block(build_examples()) in CONTRACT.read_text(encoding="utf-8"), (
+        "run `python -m scripts.contract_examples --write`"
+    )
+
+
+def test_contract_every_operation_shows_the_generated_examples():
+    from scripts.contract_examples import build_examples
+
+    placements = build_examples().placements
+    operations = {name for name, _where in placements}
+    # Every operation but version (no event, id or key in it) shows generated examples.
+    named = {operation_id.rpartition(".")[2] for operation_id in operation_ids()}
+    assert operations == named - {"get_version"}
+    for (name, where), expected in placements.items():
+        assert _placed_example(_operation(name), where) == expected, (name, where)
 
 
 def test_contract_example_pdus_are_real_signed_events():
@@ -197,41 +258,105 @@ def test_contract_example_pdus_are_real_signed_events():
         is_content_hash_valid,
     )
     from matrix.room_versions import get_room_version
-    from scripts.contract_examples import build_examples
     from tests.factories import LOCAL_KEY_SEED, REMOTE_KEY_SEED, make_signing_key
 
     v12 = get_room_version("12")
     assert v12 is not None
     keys = {
-        "knock.example": make_signing_key(LOCAL_KEY_SEED).verify_key,
-        "remote.example": make_signing_key(REMOTE_KEY_SEED).verify_key,
+        "knock.example": {"ed25519:k1": make_signing_key(LOCAL_KEY_SEED).verify_key},
+        "remote.example": {"ed25519:k1": make_signing_key(REMOTE_KEY_SEED).verify_key},
     }
-    send = _operation("/_matrix/federation/v1/send_knock/", "put")
-    make = _operation("/_matrix/federation/v1/make_knock/", "get")
-    knock = send["requestBody"]["content"]["application/json"]["example"]
-    state = send["responses"]["200"]["content"]["application/json"]["example"]["knock_room_state"]
-    template = make["responses"]["200"]["content"]["application/json"]["example"]["event"]
-    params = {p["name"]: p["example"] for p in send["parameters"]}
-    for pdu in [knock, *state]:
-        assert is_content_hash_valid(pdu), pdu["type"]
-        server = pdu["origin"]
-        check_event_signature(pdu, v12, server, {"ed25519:k1": keys[server]})
-    create = next(pdu for pdu in state if pdu["type"] == "m.room.create")
+    pdus = _example_pdus()
+    # create, admin join, power levels, join rules, knock, invite, join, message, refused
+    # message, leave: every event of the example room is shown somewhere.
+    assert len(pdus) == 10
+    (create,) = [pdu for pdu in pdus if pdu["type"] == "m.room.create"]
+    # rooms/v12: the create event has no room_id, its id names the room.
     assert "room_id" not in create
     room_id = compute_room_id_v12(create)
-    assert params["roomId"] == room_id == knock["room_id"] == template["room_id"]
-    assert {p["name"]: p["example"] for p in make["parameters"]}["roomId"] == room_id
-    assert params["eventId"] == compute_event_id(knock, v12)
-    assert params["eventId"] not in template["auth_events"]
-    join_rules_id = compute_event_id(state[1], v12)
-    assert template["prev_events"] == [join_rules_id] == knock["prev_events"]
-    # The contract's examples are exactly what the generator produces.
-    generated = build_examples()
-    assert (knock, state, template) == (
-        generated["knock"],
-        generated["knock_room_state"],
-        generated["template"],
-    )
+    event_ids = set()
+    for pdu in pdus:
+        assert is_content_hash_valid(pdu), pdu
+        assert get_domain(pdu["sender"]) in pdu["signatures"], pdu
+        for server in pdu["signatures"]:  # the sender's server and any countersignature
+            check_event_signature(pdu, v12, server, keys[server])
+        assert pdu.get("room_id", room_id) == room_id
+        event_ids.add(compute_event_id(pdu, v12))
+    # Every event id and room id the examples name is one of these events' computed ids: no
+    # invented id anywhere (parameters, references, answers' keys).
+    for value in _all_example_values():
+        for node in _walk(value):
+            if isinstance(node, str) and node.startswith("$"):
+                assert node in event_ids, node
+            if isinstance(node, str) and node.startswith("!"):
+                assert node == room_id, node
+
+
+def test_contract_example_ids_in_paths_are_the_bodies_ids():
+    from matrix.events import compute_event_id
+    from matrix.room_versions import get_room_version
+
+    v12 = get_room_version("12")
+    assert v12 is not None
+    for name in ("send_knock", "send_join", "send_leave"):
+        operation = _operation(name)
+        body = _placed_example(operation, "body")
+        assert isinstance(body, dict)
+        assert _placed_example(operation, "eventId") == compute_event_id(body, v12), name
+        assert _placed_example(operation, "roomId") == body["room_id"], name
+
+
+@pytest.mark.parametrize("name", ["make_knock", "make_join", "make_leave"])
+def test_contract_example_templates_pass_the_requesters_checks(name):
+    # knocks.yaml / joins-v1.yaml / leaving-v1.yaml: the MUSTs the requesting server checks.
+    operation = _operation(name)
+    template = _placed_example(operation, "200")["event"]  # type: ignore[index]
+    user_id = _placed_example(operation, "userId")
+    assert template["room_id"] == _placed_example(operation, "roomId")
+    assert template["sender"] == template["state_key"] == user_id
+    assert template["type"] == "m.room.member"
+    assert template["content"]["membership"] == name.removeprefix("make_")
+    assert not {"hashes", "signatures", "unsigned", "event_id"} & set(template)
+
+
+def test_contract_example_auth_chains_are_closed():
+    # joins-v2.yaml / events.yaml / event_auth.yaml: the auth chain holds every auth event of
+    # the events it accompanies, recursively; in v12 the create event is an implicit one.
+    from matrix.events import compute_event_id
+    from matrix.room_versions import get_room_version
+
+    v12 = get_room_version("12")
+    assert v12 is not None
+    send_join = _placed_example(_operation("send_join"), "200")
+    state = _placed_example(_operation("get_state"), "200")
+    event_auth = _placed_example(_operation("get_event_auth"), "200")
+    join = _placed_example(_operation("send_join"), "body")
+    assert isinstance(send_join, dict)
+    assert isinstance(state, dict)
+    assert isinstance(event_auth, dict)
+    cases = [
+        ([*send_join["state"], send_join["event"]], send_join["auth_chain"]),
+        (state["pdus"], state["auth_chain"]),
+        ([join], event_auth["auth_chain"]),
+    ]
+    for start, chain in cases:
+        chain_ids = {compute_event_id(pdu, v12) for pdu in chain}
+        (create,) = [pdu for pdu in chain if pdu["type"] == "m.room.create"]
+        assert compute_event_id(create, v12) in chain_ids
+        for pdu in [*start, *chain]:
+            assert set(pdu["auth_events"]) <= chain_ids, pdu["type"]
+
+
+def test_contract_example_server_keys_are_a_real_self_signed_document():
+    from matrix.server_keys import check_key_response
+    from scripts.contract_examples import TS
+    from tests.factories import LOCAL_KEY_SEED, make_signing_key
+
+    document = _placed_example(_operation("get_server_keys"), "200")
+    keys = check_key_response(document, "knock.example", TS)
+    local = make_signing_key(LOCAL_KEY_SEED).verify_key
+    assert keys["ed25519:k1"].verify_key.encode() == local.encode()
+    assert keys["ed25519:k0"].expired_ts is not None
 
 
 # The admin contract ---------------------------------------------------------------------------

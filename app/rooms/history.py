@@ -7,6 +7,7 @@ from api_types.federation import (
     EventAuthResponse,
     MissingEventsResponse,
     PduTransaction,
+    SinglePduTransaction,
     StateIdsResponse,
     StateResponse,
 )
@@ -60,12 +61,14 @@ def _for_server(
     return redact_event(event, room_version)
 
 
-def get_event(resident: Resident, origin: str, event_id: str) -> PduTransaction:
-    """events.yaml GET /event/{eventId}: a transaction holding the one PDU."""
+def get_event(resident: Resident, origin: str, event_id: str) -> SinglePduTransaction:
+    """events.yaml GET /event/{eventId}: a transaction holding the one PDU
+    (single_pdu_transaction.yaml)."""
     store = resident.store
     room_id, _position, _event = _load_event(store, event_id, None)
     room_version = check_server_in_room(store, room_id, origin)
-    return _transaction(resident, [_for_server(store, origin, room_id, room_version, event_id)])
+    pdu = _for_server(store, origin, room_id, room_version, event_id)
+    return {"origin": resident.server_name, "origin_server_ts": resident.clock(), "pdus": [pdu]}
 
 
 @overload

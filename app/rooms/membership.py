@@ -20,7 +20,8 @@ from matrix.membership import (
     get_membership_state_keys,
     get_restricted_allow_room_ids,
 )
-from matrix.room_versions import RoomVersion
+from matrix.room_events import build_reference_hash
+from matrix.room_versions import EventIdFormat, RoomVersion
 from matrix.types import JsonDict
 
 
@@ -51,6 +52,16 @@ def build_make_membership_response(
     found = store.get_current_state_events_with_ids(
         room_id, get_membership_state_keys(user_id, membership, room_version, authoriser)
     )
+    prev_events = store.get_forward_extremities(room_id, MAX_TEMPLATE_PREV_EVENTS)
+    event_hashes = None
+    if room_version.event_id_format is EventIdFormat.V1:
+        # rooms/v1: a v1/v2 template's references carry each event's reference hash.
+        referenced = [event_id for event_id, _ in prev_events]
+        referenced += [event_id for event_id, _ in found.values()]
+        event_hashes = {
+            event_id: build_reference_hash(event, room_version)
+            for event_id, event in store.get_accepted_events(referenced).items()
+        }
     event = build_membership_template(
         room_version,
         membership,
@@ -58,10 +69,11 @@ def build_make_membership_response(
         user_id=user_id,
         state={key: event for key, (_, event) in found.items()},
         state_event_ids={key: event_id for key, (event_id, _) in found.items()},
-        prev_events=store.get_forward_extremities(room_id, MAX_TEMPLATE_PREV_EVENTS),
+        prev_events=prev_events,
         origin=resident.server_name,
         origin_server_ts=resident.clock(),
         authoriser=authoriser,
+        event_hashes=event_hashes,
     )
     # The template of a join or leave (build_membership_template): the MembershipTemplate shape.
     return {"room_version": room_version.identifier, "event": cast(MembershipTemplate, event)}

@@ -130,6 +130,22 @@ def test_send_edus_are_accepted_and_ignored(env):
     assert response.json() == {"pdus": {}}
 
 
+@pytest.mark.parametrize(
+    "edu",
+    [
+        pytest.param({"content": {}}, id="no-edu-type"),
+        pytest.param({"edu_type": "m.typing"}, id="no-content"),
+        pytest.param({"edu_type": "m.typing", "content": []}, id="content-not-object"),
+    ],
+)
+def test_send_malformed_edu_is_bad_json_and_applies_nothing(env, edu):
+    """edu.yaml requires edu_type and content (Synapse fails such a transaction, with a 500)."""
+    room_id = joined_room(env)
+    event, event_id = message(env, room_id)
+    assert_error(send_txn(env, [event], [edu]), 400, "M_BAD_JSON")
+    assert env.store.get_event(event_id) is None
+
+
 def test_send_replayed_transaction_is_answered_as_the_first_time(env):
     """transactions.yaml: the txnId de-duplicates; a retry changes nothing."""
     room_id = joined_room(env)
