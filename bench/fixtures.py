@@ -7,6 +7,7 @@ bench/.cache, keyed by the schema's migrations and this recipe's version.
 """
 
 import hashlib
+import inspect
 import json
 import os
 import shutil
@@ -128,7 +129,12 @@ def build_history_room(admin: RoomAdmin, total_events: int, label: str) -> Bench
 
 
 def cache_key() -> str:
-    migrations = hashlib.sha256(json.dumps(MIGRATIONS).encode()).hexdigest()[:12]
+    # A migration written as a function is keyed by its source.
+    recipe = [
+        (name, script if isinstance(script, str) else inspect.getsource(script))
+        for name, script in MIGRATIONS
+    ]
+    migrations = hashlib.sha256(json.dumps(recipe).encode()).hexdigest()[:12]
     return f"schema-{len(MIGRATIONS)}-{migrations}-recipe-{RECIPE_VERSION}-{HISTORY_EVENTS}"
 
 

@@ -282,7 +282,12 @@ def run_layout(
         threads = 1 if load_cpu is not None else 2
         targets: dict[str, tuple[str, dict[str, str]]] = {"version": (VERSION_PATH, {})}
         user = f"@bench:{remote.server_name}"
-        for label in ("10-members", "1,000-members", "100,000-members", "500k-events"):
+        for label in (
+            "10-members",
+            "1,000-members",
+            "100,000-members",
+            f"{fixtures.HISTORY_EVENTS // 1000}k-events",
+        ):
             room = rooms[label]
             uri = make_knock_uri(room.room_id, user)
             auth = remote.auth_header("GET", uri, fixtures.SERVER_NAME)

@@ -171,6 +171,20 @@ _M009_OUTLIERS = """
 ALTER TABLE events ADD COLUMN outlier INTEGER NOT NULL DEFAULT 0
 """
 
+_M010_AUTH_EDGES = """
+-- Which events cite each event in their auth_events: state resolution asks whether an event
+-- is in the auth chain of the state the forks share without walking that whole state.
+CREATE TABLE event_auth_edges (
+    auth_event_id TEXT NOT NULL,
+    event_id TEXT NOT NULL,
+    PRIMARY KEY (auth_event_id, event_id)
+) WITHOUT ROWID;
+INSERT OR IGNORE INTO event_auth_edges (auth_event_id, event_id)
+    SELECT CASE a.type WHEN 'array' THEN json_extract(a.value, '$[0]') ELSE a.value END,
+        e.event_id
+    FROM events AS e, json_each(e.json, '$.auth_events') AS a
+"""
+
 Migration = str | Callable[[sqlite3.Connection], None]
 
 # (name, SQL script or function). Append only; never edit an applied migration.
@@ -184,6 +198,7 @@ MIGRATIONS: list[tuple[str, Migration]] = [
     ("007_state_groups", _M007_STATE_GROUPS),
     ("008_state_at_stored_events", _m008_state_at_stored_events),
     ("009_outliers", _M009_OUTLIERS),
+    ("010_auth_edges", _M010_AUTH_EDGES),
 ]
 
 

@@ -17,13 +17,18 @@
 
 import json
 import sqlite3
-from collections import OrderedDict
-from collections.abc import Iterable, Mapping, Sequence
+from collections import OrderedDict, deque
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 from matrix.events import get_event_reference_ids
-from matrix.room_versions import get_room_version
-from matrix.state_res import make_auth_chain_getter, resolve_state
+from matrix.room_versions import RoomVersion, StateResVersion, get_room_version
+from matrix.state_res import (
+    GetEvent,
+    make_auth_chain_getter,
+    resolve_separated,
+    resolve_state,
+)
 
 StateKey = tuple[str, str]
 StateIds = dict[StateKey, str]
@@ -163,6 +168,37 @@ class StateGroups:
         merged = self._overlay(chain, deltas)
         return {key: event_id for key, event_id in merged.items() if event_id is not None}
 
+    def get_changes_between(self, old: int, new: int) -> dict[StateKey, str | None]:
+        """What turns group ``old`` into group ``new`` (None for removed keys), read from the
+        deltas above their deepest shared ancestor when they have one."""
+        values = self._values_above_shared_ancestor([old, new])
+        if values is None:
+            return get_state_changes(self.get_state_ids(old), self.get_state_ids(new))
+        before, after = values
+        return {k: after[k] for k in after if before[k] != after[k]}
+
+    def _values_above_shared_ancestor(
+        self, groups: Sequence[int]
+    ) -> list[dict[StateKey, str | None]] | None:
+        """For the keys any delta above the groups' deepest shared descent ancestor touches
+        (the only keys on which they can differ), each group's value (None: absent); None when
+        their descents share no group."""
+        descents = [self._descent(group) for group in groups]
+        shared = set(descents[0]).intersection(*descents[1:])
+        if not shared:
+            return None
+        anchor = max(shared, key=self.get_position)
+        overlays = []
+        for descent in descents:
+            above = descent[: descent.index(anchor)]
+            overlays.append(self._overlay(above, self._deltas(above)))
+        keys = set[StateKey]().union(*overlays)
+        at_anchor = self.get_state_ids_for_keys(anchor, keys)
+        return [
+            {k: overlay[k] if k in overlay else at_anchor.get(k) for k in keys}
+            for overlay in overlays
+        ]
+
     # Writes ----------------------------------------------------------------------------------
 
     def create_group(self, room_id: str, parent: int | None, changes: Changes) -> int:
@@ -257,7 +293,6 @@ class StateGroups:
         known = self._resolved.get(key)
         if known is not None:
             return known
-        maps = [self.get_state_ids(group) for group in unique]
         version = get_room_version(room_version)
         if version is None:
             raise ValueError(f"unknown room version {room_version!r}")
@@ -277,6 +312,28 @@ class StateGroups:
             ).fetchone()
             return row is not None and bool(row[0])
 
+        found = None
+        if version.state_res is not StateResVersion.V1:
+            try:
+                found = self._resolve_by_deltas(version, unique, get_event, is_rejected)
+            except _TooFar:
+                found = None
+        if found is None:
+            found = self._resolve_whole(version, unique, get_event, is_rejected)
+        parent, changes = found
+        group = self.create_group(room_id, parent, changes) if changes else parent
+        self._resolved[key] = group
+        return group
+
+    def _resolve_whole(
+        self,
+        version: RoomVersion,
+        groups: list[int],
+        get_event: GetEvent,
+        is_rejected: Callable[[str], bool],
+    ) -> tuple[int, dict[StateKey, str | None]]:
+        """Resolution on the full state maps (rooms/v1, and forks with no shared delta)."""
+        maps = [self.get_state_ids(group) for group in groups]
         resolved = resolve_state(
             version,
             maps,
@@ -285,14 +342,129 @@ class StateGroups:
             is_rejected=is_rejected,
         )
         # Derive the result from the deepest input, so its delta stays small.
-        deepest = max(range(len(unique)), key=lambda n: self.get_position(unique[n]))
-        parent, parent_map = unique[deepest], maps[deepest]
-        changes = get_state_changes(parent_map, resolved)
-        group = self.create_group(room_id, parent, changes) if changes else parent
-        if changes:
-            self._full[group] = dict(resolved)
-        self._resolved[key] = group
-        return group
+        deepest = max(range(len(groups)), key=lambda n: self.get_position(groups[n]))
+        return groups[deepest], get_state_changes(maps[deepest], resolved)
+
+    def _resolve_by_deltas(
+        self,
+        version: RoomVersion,
+        groups: list[int],
+        get_event: GetEvent,
+        is_rejected: Callable[[str], bool],
+    ) -> tuple[int, dict[StateKey, str | None]]:
+        """The same resolution read from the deltas above the groups' deepest shared ancestor
+        in their descents, so its cost follows the size of the fork, not of the room.
+
+        v2 §Definitions: only keys some delta above the anchor touches can differ; the auth
+        difference is union - intersection of the full auth chains, and the events every state
+        set shares (U) with their chains are in every chain, so it is computed from the
+        differing events' chains, less what lies in U or in U's auth chain (asked through the
+        event_auth_edges index, bounded).
+        """
+        values = self._values_above_shared_ancestor(groups)
+        if values is None:
+            raise _TooFar
+        keys = set(values[0])
+        conflicted: dict[StateKey, set[str]] = {}
+        for k in keys:
+            seen = {value[k] for value in values}
+            if len(seen) > 1:
+                conflicted[k] = {e for e in seen if e is not None}
+        deepest = max(range(len(groups)), key=lambda n: self.get_position(groups[n]))
+        if not conflicted:
+            return groups[deepest], {}
+        unconflicted = _SharedState(self, groups[0], conflicted)
+        chain = make_auth_chain_getter(get_event)
+        reach: list[set[str]] = []
+        for value in values:
+            differing = {e for e in (value[k] for k in conflicted) if e is not None}
+            reach.append(differing.union(*(chain(e) for e in differing)))
+        candidates = set[str]().union(*reach) - reach[0].intersection(*reach[1:])
+        auth_difference = {
+            x for x in candidates if not self._in_shared_chain(x, unconflicted, get_event)
+        }
+        resolved = resolve_separated(
+            version,
+            unconflicted,
+            conflicted,
+            auth_difference,
+            get_event,
+            get_auth_chain=chain,
+            is_rejected=is_rejected,
+        )
+        # The result is unconflicted + resolved; the deepest input already holds the former.
+        touched = set(conflicted) | set(resolved)
+        before = {k: values[deepest][k] for k in conflicted}
+        before.update(self.get_state_ids_for_keys(groups[deepest], touched - set(conflicted)))
+        changes = {k: resolved.get(k) for k in touched if resolved.get(k) != before.get(k)}
+        return groups[deepest], changes
+
+    def _in_shared_chain(self, event_id: str, shared: "_SharedState", get_event: GetEvent) -> bool:
+        """Whether ``event_id`` is one of the shared state events U or in their auth chain:
+        a walk up the events citing it, stopped at the first one in U (bounded)."""
+        if shared.holds(event_id, get_event):
+            return True
+        seen = {event_id}
+        waiting = deque([event_id])
+        while waiting:
+            cited = waiting.popleft()
+            for (citer,) in self.conn.execute(
+                "SELECT event_id FROM event_auth_edges WHERE auth_event_id = ?", (cited,)
+            ):
+                if citer in seen:
+                    continue
+                if shared.holds(citer, get_event):
+                    return True
+                seen.add(citer)
+                waiting.append(citer)
+                if len(seen) > _MAX_CITER_WALK:
+                    raise _TooFar
+        return False
+
+
+class _TooFar(Exception):
+    """The fork is too wide for the delta path: resolve on whole states instead."""
+
+
+# Events visited asking whether one is in the shared state's auth chain, before giving up.
+_MAX_CITER_WALK = 2000
+
+
+class _SharedState(Mapping[StateKey, str]):
+    """The unconflicted state map of a resolution, read key by key from one input group
+    (every input agrees on these keys) without the conflicted keys."""
+
+    def __init__(self, groups: StateGroups, group: int, conflicted: Mapping[StateKey, object]):
+        self._groups = groups
+        self._group = group
+        self._conflicted = conflicted
+        self._read: dict[StateKey, str | None] = {}
+
+    def __getitem__(self, key: StateKey) -> str:
+        if key in self._conflicted:
+            raise KeyError(key)
+        if key not in self._read:
+            found = self._groups.get_state_ids_for_keys(self._group, [key])
+            self._read[key] = found.get(key)
+        value = self._read[key]
+        if value is None:
+            raise KeyError(key)
+        return value
+
+    def holds(self, event_id: str, get_event: GetEvent) -> bool:
+        """Whether ``event_id`` is the shared value of its own key."""
+        event = get_event(event_id)
+        if event is None or not isinstance(event.get("state_key"), str):
+            return False
+        return self.get((str(event["type"]), event["state_key"])) == event_id
+
+    def __iter__(self) -> Iterator[StateKey]:
+        # Not used by the resolution (it reads by key); complete for the Mapping contract.
+        state = self._groups.get_state_ids(self._group)
+        return iter([key for key in state if key not in self._conflicted])
+
+    def __len__(self) -> int:
+        return sum(1 for _key in self)
 
 
 def get_state_changes(

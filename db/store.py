@@ -889,6 +889,10 @@ class Store:
                 encode_canonical_json(event).decode("utf-8"),
             ),
         )
+        self.conn.executemany(
+            "INSERT OR IGNORE INTO event_auth_edges (auth_event_id, event_id) VALUES (?, ?)",
+            [(auth_id, event_id) for auth_id in get_event_reference_ids(event.get("auth_events"))],
+        )
         if outlier:
             return True
         before, after = self._groups.add_event(
@@ -933,12 +937,13 @@ class Store:
             # The usual case: the event extends the current state by itself.
             changes = {(event["type"], state_key): event_id} if isinstance(state_key, str) else {}
         else:
-            old = (
-                self._groups.get_state_ids(current)
+            changes = (
+                self._groups.get_changes_between(current, new)
                 if current is not None
-                else self.get_current_state_ids(room_id)
+                else get_state_changes(
+                    self.get_current_state_ids(room_id), self._groups.get_state_ids(new)
+                )
             )
-            changes = get_state_changes(old, self._groups.get_state_ids(new))
         self._apply_current_state_changes(room_id, changes, {event_id: event})
         self.conn.execute(
             "UPDATE rooms SET current_state_group = ? WHERE room_id = ?", (new, room_id)

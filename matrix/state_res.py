@@ -7,8 +7,18 @@
 import hashlib
 import heapq
 import math
-from collections.abc import Callable, Collection, Hashable, Iterable, Mapping, Sequence, Set
-from typing import TypeVar
+from collections import ChainMap
+from collections.abc import (
+    Callable,
+    Collection,
+    Hashable,
+    Iterable,
+    Mapping,
+    MutableMapping,
+    Sequence,
+    Set,
+)
+from typing import TypeVar, cast
 
 from matrix.auth_rules import (
     CREATE_KEY,
@@ -162,6 +172,29 @@ def resolve_state(
     return _Resolver(room_version, get_event, chain, is_rejected).resolve(state_sets)
 
 
+def resolve_separated(
+    room_version: RoomVersion,
+    unconflicted: StateIds,
+    conflicted: Mapping[StateKey, Set[str]],
+    auth_difference: Set[str],
+    get_event: GetEvent,
+    *,
+    get_auth_chain: GetAuthChain | None = None,
+    is_rejected: Callable[[str], bool] | None = None,
+) -> dict[StateKey, str]:
+    """v2 / v2.1 (room versions 2-12) from inputs already separated: the unconflicted state map
+    (read key by key only, so it may be lazy), the conflicted event ids per key and the auth
+    difference. Returns the resolved keys the unconflicted map does not hold; the resolution is
+    ``{**unconflicted, **returned}``. A caller that computes the separation from deltas (db/)
+    avoids reading whole states; ``resolve_state`` is the same on full state sets.
+    """
+    if room_version.state_res is StateResVersion.V1:
+        raise ValueError("rooms/v1 state resolution has no separated form")
+    chain = get_auth_chain if get_auth_chain is not None else make_auth_chain_getter(get_event)
+    resolver = _Resolver(room_version, get_event, chain, is_rejected)
+    return resolver.resolve_separated(unconflicted, conflicted, auth_difference)
+
+
 def _state_key_of(event: JsonDict) -> StateKey | None:
     event_type, state_key = event.get("type"), event.get("state_key")
     if isinstance(event_type, str) and isinstance(state_key, str):
@@ -211,10 +244,26 @@ class _Resolver:
         unconflicted, conflicted = _separate(state_sets, missing_conflicts=True)
         if not conflicted:
             return unconflicted
-        conflicted_ids = set().union(*conflicted.values())
+        resolved = self.resolve_separated(
+            unconflicted, conflicted, get_auth_difference(state_sets, self.get_auth_chain)
+        )
+        return {**unconflicted, **resolved}
+
+    def resolve_separated(
+        self,
+        unconflicted: StateIds,
+        conflicted: Mapping[StateKey, Set[str]],
+        auth_difference: Set[str],
+    ) -> dict[StateKey, str]:
+        """Algorithm 1-5 on separated inputs; returns the keys the iterative auth checks set
+        that the unconflicted state map does not hold (it has the last word on its own keys).
+
+        ``unconflicted`` is only ever read key by key, so a caller may pass a lazy mapping.
+        """
+        conflicted_ids = set[str]().union(*conflicted.values())
         # v2 §Definitions, Full conflicted set: conflicted state set + auth difference; rooms/v12
         # adds the conflicted state subgraph
-        full = conflicted_ids | get_auth_difference(state_sets, self.get_auth_chain)
+        full = conflicted_ids | auth_difference
         if self.v2_1:
             full |= get_conflicted_subgraph(conflicted_ids, self.get_auth_chain)
         # only known state events take part: nothing else can enter the state
@@ -236,8 +285,10 @@ class _Resolver:
             key=lambda e: (-levels[e], _int_field(known[e][1], "origin_server_ts"), e),
         )
         # v2 §Algorithm 2 from the unconflicted state map; rooms/v12 Algorithm 2: from empty state
+        # (writes go to the ChainMap's first map: the map below is only read)
+        below = cast("MutableMapping[StateKey, str]", {} if self.v2_1 else unconflicted)
         resolved = self._iterative_auth_checks(
-            [(e, *known[e]) for e in ordered_power], {} if self.v2_1 else unconflicted
+            [(e, *known[e]) for e in ordered_power], ChainMap({}, below)
         )
         # v2 §Algorithm 3: the other events by mainline ordering on the resolved power levels
         others = self._mainline_order(
@@ -246,8 +297,7 @@ class _Resolver:
         # v2 §Algorithm 4
         resolved = self._iterative_auth_checks([(e, *known[e]) for e in others], resolved)
         # v2 §Algorithm 5: the unconflicted state map has the last word
-        resolved.update(unconflicted)
-        return resolved
+        return {key: e for key, e in resolved.maps[0].items() if key not in unconflicted}
 
     def _auth_events_by_key(self, event: JsonDict) -> dict[StateKey, tuple[str, JsonDict]]:
         by_key: dict[StateKey, tuple[str, JsonDict]] = {}
@@ -277,10 +327,12 @@ class _Resolver:
         return get_power_level(sender, state, self.room_version, self._create_event(event))
 
     def _iterative_auth_checks(
-        self, events: Iterable[tuple[str, StateKey, JsonDict]], base_state: StateIds
-    ) -> dict[StateKey, str]:
-        """v2 §Definitions, Iterative auth checks: apply each event the auth rules allow."""
-        resolved = dict(base_state)
+        self,
+        events: Iterable[tuple[str, StateKey, JsonDict]],
+        resolved: ChainMap[StateKey, str],
+    ) -> ChainMap[StateKey, str]:
+        """v2 §Definitions, Iterative auth checks: apply each event the auth rules allow (into
+        ``resolved``'s first map, over the state below it)."""
         for event_id, key, event in events:
             from_auth_events = self._auth_events_by_key(event)
             auth_state: dict[StateKey, JsonDict] = {}

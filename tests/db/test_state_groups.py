@@ -147,3 +147,88 @@ def test_migration_008_gives_events_stored_before_it_their_state(tmp_path):
     assert store.get_state_ids_at("$msg") == joined
     assert store.get_state_ids_at("$bad", after=True) == joined  # rejected: no change
     store.close()
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_resolution_from_deltas_equals_a_replay_on_whole_states(tmp_path, seed):
+    # A random room history full of forks (joins, leaves, topics, power changes; each event on
+    # one or two of the recent events) is stored; its current state and the state at every
+    # event must equal tests/server_process.recompute_room's independent replay, which resolves
+    # whole state maps with matrix/state_res.py directly.
+    from tests.server_process import recompute_room
+
+    rng = random.Random(seed)
+    store = Store.open(tmp_path / "forks.db")
+    admin = "@admin:here.test"
+    power = {"users": {admin: 100}, "state_default": 50, "events_default": 0}
+    initial = [
+        (
+            "$create",
+            pdu("m.room.create", state_key="", content={"room_version": "10", "creator": admin}),
+        ),
+        ("$join", member(admin, "join", ["$create"], 2)),
+        (
+            "$pl",
+            pdu("m.room.power_levels", state_key="", content=power, prev_events=["$join"], depth=3),
+        ),
+        (
+            "$jr",
+            pdu(
+                "m.room.join_rules",
+                state_key="",
+                content={"join_rule": "public"},
+                prev_events=["$pl"],
+                depth=4,
+            ),
+        ),
+    ]
+    order = []
+    for event_id, event in initial:
+        event["auth_events"] = [e for e, _ in initial if e != event_id][: len(order)]
+        store.persist_event(event, event_id, "10")
+        order.append(event_id)
+    # A line of joins first, so the forks below sit between two powers of two and mostly take
+    # the delta path (forks straddling one fall back to whole states)
+    for n in range(90):
+        event = member(f"@line{n}:x.test", "join", [order[-1]], 10 + n)
+        event["auth_events"] = ["$create", "$pl", "$jr"]
+        store.persist_event(event, f"$line{n}", "10")
+        order.append(f"$line{n}")
+    users = [f"@u{n}:x.test" for n in range(6)]
+    for n in range(70):
+        prevs = rng.sample(order[-6:], rng.choice([1, 1, 2]))
+        depth = 100 + n
+        kind = rng.choice(["join", "leave", "topic", "topic", "power"])
+        user = rng.choice(users)
+        if kind in ("join", "leave"):
+            event = member(user, kind, prevs, depth)
+        elif kind == "topic":
+            event = pdu(
+                "m.room.topic",
+                sender=rng.choice([admin, user]),
+                state_key="",
+                content={"topic": f"t{n}"},
+                prev_events=prevs,
+                depth=depth,
+            )
+        else:
+            levels = {**power, "users": {admin: 100, user: rng.choice([0, 50])}}
+            event = pdu(
+                "m.room.power_levels", state_key="", content=levels, prev_events=prevs, depth=depth
+            )
+        event["origin_server_ts"] = 1000 + rng.randrange(50)
+        current = store.get_current_state_ids(ROOM)
+        keys = [
+            ("m.room.create", ""),
+            ("m.room.power_levels", ""),
+            ("m.room.join_rules", ""),
+            ("m.room.member", event["sender"]),
+        ]
+        event["auth_events"] = [current[k] for k in keys if k in current]
+        event_id = f"$e{n}"
+        store.persist_event(event, event_id, "10")
+        order.append(event_id)
+    state, extremities = recompute_room(store.conn, ROOM)
+    assert store.get_current_state_ids(ROOM) == state
+    assert {e for e, _depth in store.get_forward_extremities(ROOM)} == extremities
+    store.close()

@@ -21,6 +21,7 @@ from matrix.state_res import (
     get_auth_event_ids,
     get_conflicted_subgraph,
     make_auth_chain_getter,
+    resolve_separated,
     resolve_state,
     reverse_topological_sort,
 )
@@ -625,6 +626,12 @@ def test_nothing_to_resolve() -> None:
         assert resolve_state(room_version, [same, dict(same)], {}.get) == same
 
 
+def test_resolve_separated_has_no_v1_form() -> None:
+    # db/state_groups.py resolves rooms/v1 on whole states: the separated entry point refuses it
+    with pytest.raises(ValueError):
+        resolve_separated(V1, {}, {("m.room.topic", ""): {"$t"}}, set(), {}.get)
+
+
 def test_rejected_auth_events_are_not_used_by_the_iterative_auth_checks() -> None:
     # V21_START_EMPTY_SET with Alice's join rejected: from the empty state, neither join rules
     # event finds her membership, so both fail and the room has no join rules
@@ -633,6 +640,24 @@ def test_rejected_auth_events_are_not_used_by_the_iterative_auth_checks() -> Non
     state_sets = [state_of(events, *common, "$e6_jr2"), state_of(events, *common, "$e4_jr1")]
     resolved = resolve_state(V12, state_sets, events.get, is_rejected=lambda e: e == "$e2_ma1")
     assert resolved == state_of(events, *common)
+
+
+def test_resolve_separated_is_resolve_state_on_separated_inputs() -> None:
+    # V21_START_EMPTY_SET's join-rules conflict, separated by hand as db/state_groups.py does
+    events = v21_events(V21_START_EMPTY_SET)
+    common = ("$e1_create", "$e2_ma1", "$e7_ma2", "$e5_mb", "$e3_power")
+    state_sets = [state_of(events, *common, "$e6_jr2"), state_of(events, *common, "$e4_jr1")]
+    chain = make_auth_chain_getter(events.get)
+    whole = resolve_state(V12, state_sets, events.get)
+    separated = resolve_separated(
+        V12,
+        state_of(events, *common),
+        {("m.room.join_rules", ""): {"$e6_jr2", "$e4_jr1"}},
+        get_auth_difference(state_sets, chain),
+        events.get,
+    )
+    assert {**state_of(events, *common), **separated} == whole
+    assert ("m.room.join_rules", "") in whole
 
 
 def test_unknown_messages_and_senderless_events_take_no_part() -> None:
