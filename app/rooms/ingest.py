@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from signedjson.types import VerifyKey
 
 from app.rooms import Resident
+from app.rooms.admin import RoomAdmin
 from app.rooms.persist import persist_and_fan_out
 from db.store import Store
 from matrix.auth_rules import CREATE_KEY, StateKey, get_auth_event_keys
@@ -32,6 +33,9 @@ from matrix.room_versions import RoomVersion
 from matrix.types import JsonDict
 
 logger = logging.getLogger(__name__)
+
+# Forward extremities a room may keep before a dummy event collapses them (Synapse: 10)
+MAX_EXTREMITIES = 10
 
 EndpointCheck = Callable[[JsonDict], None]
 # Adds this server's own signature to an accepted event (a restricted join it authorises).
@@ -159,7 +163,28 @@ async def accept_pdu(
         event["sender"],
         room_id,
     )
+    if not soft_failed:
+        _collapse_extremities(resident, room_id)
     return AcceptedPdu(event, event_id, is_new=True, soft_failed=soft_failed)
+
+
+def _collapse_extremities(resident: Resident, room_id: str) -> None:
+    """Past MAX_EXTREMITIES forward extremities (remote events built on old templates, a burst
+    of knocks), send an org.matrix.dummy_event citing them, as Synapse does
+    (``_send_dummy_events_to_fill_extremities``): every extremity costs each later event a
+    state set to resolve. The spec is silent; Synapse's threshold is 10."""
+    store = resident.store
+    if len(store.get_forward_extremities(room_id, MAX_EXTREMITIES + 1)) <= MAX_EXTREMITIES:
+        return
+    admin = RoomAdmin(
+        store, resident.server_name, resident.signing_key, resident.clock, resident.outbox
+    )
+    try:
+        dummy_id = admin.send_event(room_id, "org.matrix.dummy_event", {})
+    except MatrixError as exc:  # no local member may send it (the creator left)
+        logger.info("Could not collapse the extremities of %s: %s", room_id, exc.message)
+        return
+    logger.info("Sent %s to collapse the forward extremities of %s", dummy_id, room_id)
 
 
 async def accept_outlier(

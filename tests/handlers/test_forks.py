@@ -142,3 +142,24 @@ def _members(env, room_id):
     from app.rooms.admin import get_members
 
     return [member for member in get_members(env.store, room_id) if member.membership == "join"]
+
+
+def test_fork_many_extremities_are_collapsed_by_a_dummy_event(env):
+    # Synapse's _send_dummy_events_to_fill_extremities: past 10 forward extremities, the
+    # resident sends an org.matrix.dummy_event citing them (spec silent; Synapse's threshold).
+    from tests.handlers.remote_pdus import joined_room, message
+
+    room_id = joined_room(env)
+    (base,) = [e for e, _depth in env.store.get_forward_extremities(room_id)]
+    forks = [message(env, room_id, f"fork {n}", prev_events=[base]) for n in range(11)]
+    for event, event_id in forks[:10]:
+        assert send_txn(env, [event]).json() == {"pdus": {event_id: {}}}
+    assert len(env.store.get_forward_extremities(room_id)) == 10
+    event, event_id = forks[10]
+    assert send_txn(env, [event]).json() == {"pdus": {event_id: {}}}
+    ((dummy_id, _depth),) = env.store.get_forward_extremities(room_id)
+    dummy = env.store.get_event(dummy_id)
+    assert dummy["type"] == "org.matrix.dummy_event"
+    creator = env.store.get_current_state_event(room_id, "m.room.create", "")["sender"]
+    assert dummy["sender"] == creator
+    assert sorted(dummy["prev_events"]) == sorted(event_id for _event, event_id in forks)

@@ -632,7 +632,7 @@ def test_nothing_to_resolve() -> None:
 
 def test_resolve_separated_has_no_v1_form() -> None:
     # db/state_groups.py resolves rooms/v1 on whole states: the separated entry point refuses it
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="v1"):
         resolve_separated(V1, {}, {("m.room.topic", ""): {"$t"}}, set(), {}.get)
 
 
