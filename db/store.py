@@ -381,9 +381,9 @@ class Store:
             )
         return [event_id for event_id in unique if event_id not in known]
 
-    def get_state_keys_of(self, event_ids: Sequence[str]) -> dict[str, StateKey]:
+    def get_state_keys_of(self, room_id: str, event_ids: Sequence[str]) -> dict[str, StateKey]:
         """(type, state_key) of each of ``event_ids`` that is a stored, not rejected state
-        event."""
+        event of ``room_id``."""
         unique = list(dict.fromkeys(event_ids))
         found: dict[str, StateKey] = {}
         for start in range(0, len(unique), 500):
@@ -391,8 +391,8 @@ class Store:
             marks = ",".join("?" * len(chunk))
             rows = self.conn.execute(
                 f"SELECT event_id, type, state_key FROM events WHERE event_id IN ({marks})"
-                " AND state_key IS NOT NULL AND rejected = 0",
-                chunk,
+                " AND room_id = ? AND state_key IS NOT NULL AND rejected = 0",
+                [*chunk, room_id],
             )
             found.update({row[0]: (row[1], row[2]) for row in rows})
         return found

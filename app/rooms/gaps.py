@@ -140,8 +140,11 @@ async def _fill_state_at(
     prev = store.get_event(prev_id)
     if prev is None or store.get_unknown_event_ids(pdu_ids):
         raise _GapError(f"the state at {prev_id} could not be fetched whole")
-    # The origin's state, less what this server rejected (a rejected event is never state).
-    state_before = {key: state_id for state_id, key in store.get_state_keys_of(pdu_ids).items()}
+    # The origin's state, less what this server rejected (a rejected event is never state) and
+    # anything of another room it may name.
+    state_before = {
+        key: state_id for state_id, key in store.get_state_keys_of(room_id, pdu_ids).items()
+    }
     with store.write_transaction():
         store.set_outlier_state(room_id, prev_id, prev, state_before)
     logger.info("Filled the state at %s from %s (%d events fetched)", prev_id, origin, len(fetched))

@@ -125,3 +125,19 @@ def test_gap_a_lying_origin_costs_one_bounded_refusal_and_stores_nothing(env, fa
     assert env.store.get_event(topic_id) is None
     if fault == "too many missing":
         assert env.remote.event_requests == []  # refused before fetching one by one
+
+
+def test_gap_state_ids_naming_another_rooms_event_does_not_bring_it_in(env):
+    room_id = joined_room(env)
+    elsewhere = create_room(env.admin, "12", "knock", name="Elsewhere")
+    foreign = env.store.get_current_state_ids(elsewhere)[("m.room.name", "")]
+    (topic, topic_id), (pushed, pushed_id) = _topic_gap(env, room_id)
+    env.remote.missing_events = None
+    env.remote.state_ids[topic_id] = _state_ids_answer(env, room_id, extra=(foreign,))
+    env.remote.events[topic_id] = topic
+    assert send_txn(env, [pushed]).json() == {"pdus": {pushed_id: {}}}
+    state = env.store.get_state_ids_at(pushed_id)
+    assert foreign not in state.values()
+    assert (
+        state[("m.room.name", "")] == env.store.get_current_state_ids(room_id)[("m.room.name", "")]
+    )
