@@ -17,6 +17,7 @@ from starlette.types import ASGIApp
 
 from app.admin_token import load_or_generate_admin_token
 from app.config import Config
+from app.contracts import load_contract
 from app.federation.client import FederationClient, FederationHttp
 from app.federation.sender import FederationSender
 from app.http import errors
@@ -85,7 +86,7 @@ def create_admin_app(
         validate_responses=config.validate_responses,
         security_map=SECURITY_MAP,
     )
-    connexion_app.add_api(spec_path, validate_responses=config.validate_responses)
+    connexion_app.add_api(load_contract(spec_path), validate_responses=config.validate_responses)
     connexion_app.add_middleware(
         BodyBufferMiddleware,
         position=MiddlewarePosition.BEFORE_SECURITY,
@@ -109,10 +110,7 @@ def create_admin_app(
 
 def admin_contract(spec_path: Path = ADMIN_SPEC_PATH) -> dict[str, Any]:
     """The parsed admin OpenAPI document (for docs and tests)."""
-    import yaml
-
-    document: dict[str, Any] = yaml.safe_load(spec_path.read_text(encoding="utf-8"))
-    return document
+    return load_contract(spec_path)
 
 
 @contextlib.contextmanager

@@ -18,6 +18,7 @@ from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp
 
 from app.config import Config, load_config
+from app.contracts import load_contract
 from app.federation.client import FederationClient, FederationHttp
 from app.federation.keyring import Keyring
 from app.federation.sender import FederationSender
@@ -135,7 +136,7 @@ def create_app(
         security_map=SECURITY_MAP,
     )
     connexion_app.add_api(
-        spec_path,
+        load_contract(spec_path),
         swagger_ui_options=swagger_ui_options,
         validate_responses=config.validate_responses,
     )
@@ -154,7 +155,7 @@ def create_app(
     connexion_app.add_error_handler(Exception, errors.handle_unexpected)
     served: ASGIApp = connexion_app
     if fast_path:
-        spec = Specification.load(spec_path)
+        spec = Specification.load(load_contract(spec_path))
         operations = compile_operations(
             spec,
             FAST_PATH_OPERATIONS,
@@ -177,7 +178,4 @@ def create_app_from_environment() -> ASGIApp:
 
 def contract() -> dict[str, Any]:
     """The parsed OpenAPI document (for docs, tests and the CLI)."""
-    import yaml
-
-    document: dict[str, Any] = yaml.safe_load(SPEC_PATH.read_text(encoding="utf-8"))
-    return document
+    return load_contract(SPEC_PATH)
