@@ -29,7 +29,7 @@ SERVER_NAME = "bench.antechamber.test"
 ROOM_VERSION = "12"
 # Bump when what the fixtures contain changes: the cache key includes it.
 RECIPE_VERSION = 1
-# 10,000: the largest room the Synapse comparison builds on Synapse too (bench/synapse.py).
+# 10,000: the largest room the Synapse comparison builds on Synapse too (bench/vs_synapse.py).
 MEMBER_ROOM_SIZES = (10, 1_000, 10_000, 100_000)
 # ANTECHAMBER_BENCH_HISTORY_EVENTS makes a quicker (not comparable) run possible.
 HISTORY_EVENTS = int(os.environ.get("ANTECHAMBER_BENCH_HISTORY_EVENTS", "500000"))

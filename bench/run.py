@@ -5,7 +5,7 @@ unpinned. Targets: the trivial version endpoint (the framework baseline, in the 
 make_knock in rooms of 10, 1,000 and 100,000 members and of 500,000 events. Each cell is run
 RUNS times (interleaved, so drift spreads over all cells) and the median is reported.
 
-Layout vs-synapse: the pinned Synapse of `make interop` (bench/synapse.py) and Antechamber, each
+Layout vs-synapse: the pinned Synapse of `make interop` (bench/vs_synapse.py) and Antechamber, each
 one process on core 0 with the load on core 1, make_knock at c=8 in knock rooms of 10 and 1,000
 (optionally 10,000) members on both, interleaved run by run; every figure beside its ratio to
 Synapse's. A run during which other work took a share of either core is marked busy and
@@ -34,7 +34,7 @@ from urllib.parse import quote
 import httpx
 
 from bench import fixtures
-from bench import synapse as synapse_bench
+from bench import vs_synapse as synapse_bench
 from bench.compare import (
     MAX_SPREAD_PCT,
     busy_reasons,

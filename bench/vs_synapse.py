@@ -236,7 +236,7 @@ def start_with_fixtures(
     cached) and restarted on ``cpu``."""
     version = installed_version(synapse_python)
     if version != SYNAPSE_VERSION:
-        raise RuntimeError(f"bench/synapse.py expects Synapse {SYNAPSE_VERSION}, found {version}")
+        raise RuntimeError(f"bench/vs_synapse.py expects Synapse {SYNAPSE_VERSION}, not {version}")
     cached = CACHE_DIR / cache_key(sizes)
     base.mkdir(parents=True, exist_ok=True)
     rooms: list[BenchRoom] = []
