@@ -4,7 +4,7 @@ Synapse is the one `make interop` installs and configures (interop/synapse_serve
 with a plain-HTTP listener (the load reaches both servers the same way) and rate limits the
 load cannot reach. Its fixtures are knock rooms (v12) of 10 and 1,000 members besides the creator
 (10,000 with `--synapse-sizes 10 1000 10000`: Synapse joins them at about 10 a second, so that
-room takes about 20 minutes to build once), built through its client and admin APIs (local
+room takes about 18 minutes to build once), built through its client and admin APIs (local
 users, each joined by the admin join API) and cached under bench/.cache like Antechamber's large
 room.
 """
