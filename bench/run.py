@@ -14,18 +14,21 @@ repeated.
 
 import argparse
 import asyncio
+import contextlib
 import datetime
 import json
 import os
 import platform
 import resource
 import shutil
+import signal
 import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -431,6 +434,19 @@ def loadavg() -> list[str]:
     return Path("/proc/loadavg").read_text().split()[:3]
 
 
+@contextlib.contextmanager
+def paused(servers: list[Any]) -> Iterator[None]:
+    """SIGSTOP the servers not being measured (they share its core), SIGCONT them after."""
+    pids = [pid for server in servers for pid in server.all_pids()]
+    for pid in pids:
+        os.kill(pid, signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        for pid in pids:
+            os.kill(pid, signal.SIGCONT)
+
+
 def check_knock_template(response: httpx.Response, user: str) -> None:
     """The first answer of a target must be a knock template for ``user`` (both servers)."""
     response.raise_for_status()
@@ -498,15 +514,16 @@ def run_vs_synapse(
             for label in labels:
                 for name in order:
                     url, headers = targets[(name, label)]
-                    cells[name][label] = measure(
-                        servers[name],
-                        url,
-                        8,
-                        args.seconds,
-                        server_core=server_core,
-                        headers=headers,
-                        cpu=load_core,
-                    )
+                    with paused([server for other, server in servers.items() if other != name]):
+                        cells[name][label] = measure(
+                            servers[name],
+                            url,
+                            8,
+                            args.seconds,
+                            server_core=server_core,
+                            headers=headers,
+                            cpu=load_core,
+                        )
             reasons = [
                 reason
                 for name, per_room in cells.items()
@@ -546,6 +563,7 @@ def run_vs_synapse(
         "load_cpu": load_core,
         "connections": 8,
         "synapse_version": synapse_bench.SYNAPSE_VERSION,
+        "synapse_settle_s": servers["synapse"].settle_s,
         "synapse_fixtures": [asdict(room) for room in synapse_rooms],
         "rooms": labels,
         "runs": runs,
@@ -784,7 +802,9 @@ def synapse_markdown(layout: dict[str, Any]) -> list[str]:
         "",
         f"Each server one process on core {layout['server_cpu']}, wrk on core "
         f"{layout['load_cpu']}, c={layout['connections']}, make_knock with one signed request per "
-        f"room replayed; rooms interleaved run by run, the first server alternating. {state} "
+        f"room replayed; rooms interleaved run by run, the first server alternating, the other "
+        f"server stopped (SIGSTOP) while one is measured; Synapse measured once idle (it "
+        f"settled {layout['synapse_settle_s']} s after its start). {state} "
         f"({len(layout['runs'])} made). Ratio = Antechamber / Synapse (for latencies, 1/n: n "
         f"times lower). Peak RSS: {rss}. Load average before/after: "
         f"{' '.join(layout['loadavg_before'])} / {' '.join(layout['loadavg_after'])}.",

@@ -4,7 +4,7 @@ Synapse is the one `make interop` installs and configures (interop/synapse_serve
 with a plain-HTTP listener (the load reaches both servers the same way) and rate limits the
 load cannot reach. Its fixtures are knock rooms (v12) of 10 and 1,000 members besides the creator
 (10,000 with `--synapse-sizes 10 1000 10000`: Synapse joins them at about 10 a second, so that
-room takes about 18 minutes to build once), built through its client and admin APIs (local
+room took 18 minutes to build once here), built through its client and admin APIs (local
 users, each joined by the admin join API) and cached under bench/.cache like Antechamber's large
 room.
 """
@@ -55,6 +55,10 @@ BENCH_OVERRIDES: dict[str, Any] = {
         "remote": {"per_second": _UNLIMITED, "burst_count": _UNLIMITED},
     },
     "rc_joins_per_room": {"per_second": _UNLIMITED, "burst_count": _UNLIMITED},
+    # Off the make_knock path, and quadratic here: once a room of N local members stops being
+    # public, Synapse's user directory records every pair of them (users_who_share_private_rooms,
+    # about 80,000 rows a minute on this machine: 10,000 members would keep it busy for a day).
+    "user_directory": {"enabled": False},
 }
 
 
@@ -94,6 +98,7 @@ class SynapseProcess:
             overrides=BENCH_OVERRIDES,
         )
         self.base_url = self.config.url
+        self.settle_s = 0.0
         if not (base / "signing.key").exists():
             generate_signing_key(synapse_python, self.config, timeout=120)
         command = homeserver_command(synapse_python, self.config)
@@ -118,6 +123,21 @@ class SynapseProcess:
                 self.stop()
                 raise RuntimeError(f"synapse did not start; see {base}/homeserver.log")
             time.sleep(0.3)
+
+    def wait_until_idle(
+        self, limit_s: float = 900, window_s: float = 3, threshold_pct: float = 5
+    ) -> float:
+        """Wait until Synapse has done the work it gives itself after a start or a fixture
+        build (background updates, catching up on new events), so that none of it runs while
+        either server is measured; the seconds it took, or ``limit_s`` if it never went idle."""
+        started = time.monotonic()
+        quiet = 0
+        while quiet < 2 and time.monotonic() - started < limit_s:
+            before = self.cpu_seconds()
+            time.sleep(window_s)
+            busy = (self.cpu_seconds() - before) * 100 / window_s
+            quiet = quiet + 1 if busy < threshold_pct else 0
+        return round(time.monotonic() - started, 1)
 
     def all_pids(self) -> list[int]:
         return [self.process.pid]  # taskset execs Synapse in place; its threads share the pid
@@ -245,6 +265,8 @@ def start_with_fixtures(
         synapse = SynapseProcess(synapse_python, base, port=port, ca_file=ca_file, cpu=None)
         try:
             rooms = _build_rooms(synapse, sizes, log)
+            # Snapshot a Synapse that has caught up, or every start from the cache redoes it.
+            log(f"synapse fixtures: idle {synapse.wait_until_idle()}s after the build")
         finally:
             synapse.stop()
         conn = sqlite3.connect(base / "homeserver.db")
@@ -271,4 +293,10 @@ def start_with_fixtures(
             for entry in json.loads((cached / "rooms.json").read_text())
         ]
     synapse = SynapseProcess(synapse_python, base, port=port, ca_file=ca_file, cpu=cpu)
+    try:
+        synapse.settle_s = synapse.wait_until_idle()
+        log(f"synapse: idle {synapse.settle_s}s after its start")
+    except BaseException:
+        synapse.stop()
+        raise
     return synapse, rooms
