@@ -1,4 +1,4 @@
-"""Benchmark fixtures: knock rooms of 10, 1,000 and 100,000 members and a 500,000-event room.
+"""Benchmark fixtures: knock rooms of 10 to 100,000 members and a 500,000-event room.
 
 Every member is a real join event signed by one of a few fake remote servers, built, authorised
 and stored through RoomAdmin and Store.persist_events like any other event (in batches, one
@@ -29,7 +29,8 @@ SERVER_NAME = "bench.antechamber.test"
 ROOM_VERSION = "12"
 # Bump when what the fixtures contain changes: the cache key includes it.
 RECIPE_VERSION = 1
-MEMBER_ROOM_SIZES = (10, 1_000, 100_000)
+# 10,000: the largest room the Synapse comparison builds on Synapse too (bench/vs_synapse.py).
+MEMBER_ROOM_SIZES = (10, 1_000, 10_000, 100_000)
 # ANTECHAMBER_BENCH_HISTORY_EVENTS makes a quicker (not comparable) run possible.
 HISTORY_EVENTS = int(os.environ.get("ANTECHAMBER_BENCH_HISTORY_EVENTS", "500000"))
 HISTORY_MEMBERS = 1_000
@@ -129,7 +130,7 @@ def build_history_room(admin: RoomAdmin, total_events: int, label: str) -> Bench
 
 
 def cache_key() -> str:
-    # A migration written as a function is keyed by its source.
+    # A migration written as a function is keyed by its source (json.dumps refuses functions).
     recipe = [
         (name, script if isinstance(script, str) else inspect.getsource(script))
         for name, script in MIGRATIONS
@@ -144,14 +145,21 @@ def _checkpoint(path: Path) -> None:
     conn.close()
 
 
-def build_fixtures(data_dir: Path, log=print) -> list[BenchRoom]:
-    """Fill ``data_dir`` (database and signing key) with every benchmark room."""
+def build_fixtures(
+    data_dir: Path,
+    log=print,
+    *,
+    sizes: tuple[int, ...] = MEMBER_ROOM_SIZES,
+    history: bool = True,
+) -> list[BenchRoom]:
+    """Fill ``data_dir`` (database and signing key) with the benchmark rooms: the member rooms
+    of ``sizes``, the send_knock room and, with ``history``, the cached large room."""
     data_dir.mkdir(parents=True, exist_ok=True)
     db_path = data_dir / "antechamber.db"
     key_path = data_dir / "signing.key"
     cached_dir = CACHE_DIR / cache_key()
     rooms: list[BenchRoom] = []
-    if (cached_dir / "rooms.json").exists():
+    if history and (cached_dir / "rooms.json").exists():
         shutil.copyfile(cached_dir / "antechamber.db", db_path)
         shutil.copyfile(cached_dir / "signing.key", key_path)
         for entry in json.loads((cached_dir / "rooms.json").read_text()):
@@ -161,7 +169,7 @@ def build_fixtures(data_dir: Path, log=print) -> list[BenchRoom]:
     store = Store.open(db_path)
     admin = RoomAdmin(store, SERVER_NAME, signing_key, _wall_clock_ms)
     try:
-        if not rooms:
+        if history and not rooms:
             log(f"fixtures: building the {HISTORY_EVENTS:,}-event room (cached afterwards)")
             room = build_history_room(admin, HISTORY_EVENTS, f"{HISTORY_EVENTS // 1000}k-events")
             rooms.append(room)
@@ -177,7 +185,7 @@ def build_fixtures(data_dir: Path, log=print) -> list[BenchRoom]:
             tmp.rename(cached_dir)
             store = Store.open(db_path)
             admin = RoomAdmin(store, SERVER_NAME, signing_key, _wall_clock_ms)
-        for size in MEMBER_ROOM_SIZES:
+        for size in sizes:
             room = build_member_room(admin, size, f"{size:,}-members")
             log(f"fixtures: {room.label}: {room.events:,} events in {room.build_s:.1f}s")
             rooms.append(room)

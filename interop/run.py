@@ -13,8 +13,6 @@ SRV discovery: each connects straight to the other's port, with TLS verified aga
 from __future__ import annotations
 
 import argparse
-import hashlib
-import hmac
 import json
 import os
 import secrets
@@ -38,25 +36,16 @@ from lifecycle import (
     fork_case,
     lifecycle_case,
 )  # interop/lifecycle.py, beside this script
-
-from app.config import DEFAULT_IP_RANGE_DENYLIST
+from synapse_server import (
+    SynapseConfig,
+    generate_signing_key,
+    homeserver_command,
+    register_and_login,
+    write_synapse_config,
+)  # interop/synapse_server.py, beside this script (shared with make bench)
 
 ROOT = Path(__file__).resolve().parent.parent
 ANTECHAMBER = ROOT / ".venv" / "bin" / "antechamber"
-
-# Synapse's DEFAULT_IP_RANGE_BLOCKLIST (synapse/config/server.py, 1.163.2) without loopback.
-# Synapse checks IP-literal server names against this list alone (the outer
-# BlocklistingAgentWrapper in matrixfederationclient.py gets no allowlist), so
-# `ip_range_whitelist: [127.0.0.1]` would NOT let it reach 127.0.0.1:<port>. In 1.163.2 the
-# config key is still spelled `ip_range_blacklist`; `ip_range_blocklist` would be ignored.
-# Our default denylist is Synapse's plus the unspecified addresses Synapse adds by itself.
-SYNAPSE_IP_BLOCKLIST = [
-    ip_range
-    for ip_range in DEFAULT_IP_RANGE_DENYLIST
-    if ip_range not in {"0.0.0.0/8", "127.0.0.0/8", "::/128", "::1/128"}
-]
-
-LENIENT = {"per_second": 1000, "burst_count": 1000}
 
 
 class Timeout(Exception):
@@ -161,110 +150,21 @@ class Harness:
         )
         return env
 
-    def write_synapse_config(self) -> Path:
-        base = self.tmp / "synapse"
-        base.mkdir()
-        log_config = base / "log.yaml"
-        # JSON is YAML: no YAML library needed on this side.
-        log_config.write_text(
-            json.dumps(
-                {
-                    "version": 1,
-                    "formatters": {
-                        "precise": {
-                            "format": "%(asctime)s - %(name)s - %(lineno)d - %(levelname)s"
-                            " - %(request)s - %(message)s"
-                        }
-                    },
-                    "handlers": {
-                        "file": {
-                            "class": "logging.FileHandler",
-                            "formatter": "precise",
-                            "filename": str(base / "homeserver.log"),
-                            "filters": ["context"],
-                        }
-                    },
-                    "filters": {"context": {"()": "synapse.logging.context.LoggingContextFilter"}},
-                    "loggers": {
-                        "synapse.storage.SQL": {"level": "WARNING"},
-                        "synapse.storage.txn": {"level": "WARNING"},
-                    },
-                    "root": {"level": "DEBUG" if self.verbose else "INFO", "handlers": ["file"]},
-                    "disable_existing_loggers": False,
-                }
-            )
+    def write_synapse_config(self) -> SynapseConfig:
+        config = write_synapse_config(
+            self.tmp / "synapse",
+            server_name=self.syn_name,
+            port=self.syn_port,
+            ca_file=self.ca_file,
+            tls=(self.tmp / "synapse.crt", self.tmp / "synapse.key"),
+            verbose=self.verbose,
         )
-        self.logs["synapse"] = base / "homeserver.log"
-        self.registration_secret = secrets.token_hex(16)
-        config = {
-            "server_name": self.syn_name,
-            "pid_file": str(base / "homeserver.pid"),
-            "listeners": [
-                {
-                    "port": self.syn_port,
-                    "bind_addresses": ["127.0.0.1"],
-                    "type": "http",
-                    "tls": True,
-                    "x_forwarded": False,
-                    "resources": [{"names": ["client", "federation"], "compress": False}],
-                }
-            ],
-            "tls_certificate_path": str(self.tmp / "synapse.crt"),
-            "tls_private_key_path": str(self.tmp / "synapse.key"),
-            # Verify Antechamber's certificate against the throwaway CA (not just "off").
-            "federation_verify_certificates": True,
-            "federation_custom_ca_list": [str(self.ca_file)],
-            "ip_range_blacklist": SYNAPSE_IP_BLOCKLIST,
-            "database": {"name": "sqlite3", "args": {"database": str(base / "homeserver.db")}},
-            "log_config": str(log_config),
-            "media_store_path": str(base / "media"),
-            "signing_key_path": str(base / "signing.key"),
-            "trusted_key_servers": [],
-            "suppress_key_server_warning": True,
-            "report_stats": False,
-            "enable_registration": False,
-            "registration_shared_secret": self.registration_secret,
-            "macaroon_secret_key": secrets.token_hex(16),
-            "form_secret": secrets.token_hex(16),
-            "presence": {"enabled": False},
-            "rc_federation": {
-                "window_size": 1000,
-                "sleep_limit": 1000,
-                "sleep_delay": 0,
-                "reject_limit": 1000,
-                "concurrent": 100,
-            },
-            "rc_joins": {"local": LENIENT, "remote": LENIENT},
-            "rc_joins_per_room": LENIENT,
-            "rc_message": LENIENT,
-            "rc_registration": LENIENT,
-            "rc_login": {"address": LENIENT, "account": LENIENT, "failed_attempts": LENIENT},
-        }
-        path = base / "homeserver.yaml"
-        path.write_text(json.dumps(config, indent=2))
-        return path
+        self.logs["synapse"] = config.log
+        self.registration_secret = config.registration_secret
+        return config
 
-    def generate_synapse_signing_key(self, config_path: Path) -> None:
-        # Synapse's own tool: writes signing_key_path from the config if it is missing.
-        proc = subprocess.run(
-            [
-                self.synapse_python,
-                "-m",
-                "synapse.app.homeserver",
-                "--config-path",
-                str(config_path),
-                "--generate-keys",
-            ],
-            capture_output=True,
-            timeout=self.remaining(120),
-            check=False,
-        )
-        key = self.tmp / "synapse" / "signing.key"
-        if proc.returncode != 0 or not key.is_file():
-            raise RuntimeError(
-                "synapse --generate-keys failed: "
-                + (proc.stderr or proc.stdout).decode(errors="replace")[-2000:]
-            )
+    def generate_synapse_signing_key(self, config: SynapseConfig) -> None:
+        generate_signing_key(self.synapse_python, config, timeout=self.remaining(120))
 
     def start(self, name: str, argv: list[str], env: dict[str, str], stdout: Path) -> None:
         self.commands[name] = (argv, env, stdout)
@@ -352,32 +252,8 @@ class Harness:
     # ---- Synapse client API -----------------------------------------------------------------
 
     def register_and_login(self, localpart: str) -> str:
-        """Shared-secret registration (admin API, nonce + HMAC-SHA1), then a password login."""
-        password = secrets.token_urlsafe(12)
         with self.client() as client:
-            url = f"{self.syn_url}/_synapse/admin/v1/register"
-            nonce = client.get(url).raise_for_status().json()["nonce"]
-            mac = hmac.new(self.registration_secret.encode(), digestmod=hashlib.sha1)
-            mac.update(f"{nonce}\x00{localpart}\x00{password}\x00notadmin".encode())
-            body = {
-                "nonce": nonce,
-                "username": localpart,
-                "password": password,
-                "admin": False,
-                "mac": mac.hexdigest(),
-            }
-            client.post(url, json=body).raise_for_status()
-            login = client.post(
-                f"{self.syn_url}/_matrix/client/v3/login",
-                json={
-                    "type": "m.login.password",
-                    "identifier": {"type": "m.id.user", "user": localpart},
-                    "password": password,
-                },
-            ).raise_for_status()
-            token = login.json()["access_token"]
-            assert isinstance(token, str)
-            return token
+            return register_and_login(client, self.syn_url, self.registration_secret, localpart)
 
     def knock(self, token: str, room_id: str, reason: str) -> httpx.Response:
         with self.client(timeout=90) as client:
@@ -712,8 +588,8 @@ def main() -> int:
         while h.syn_port == h.ante_port:
             h.syn_port = free_port()
         h.make_certificates()
-        config_path = h.write_synapse_config()
-        h.generate_synapse_signing_key(config_path)
+        config = h.write_synapse_config()
+        h.generate_synapse_signing_key(config)
 
         h.logs["antechamber"] = tmp / "antechamber.log"
         h.start(
@@ -725,7 +601,7 @@ def main() -> int:
         h.logs["synapse-stdout"] = tmp / "synapse" / "stdout.log"
         h.start(
             "synapse",
-            [h.synapse_python, "-m", "synapse.app.homeserver", "--config-path", str(config_path)],
+            homeserver_command(h.synapse_python, config),
             dict(os.environ),
             h.logs["synapse-stdout"],
         )
