@@ -321,13 +321,12 @@ def _describe(response: httpx.Response) -> str:
     return f"{response.status_code} {json.dumps(body)[:200]}"
 
 
-class Durable(Lifecycle):
-    """Issue 14: Synapse is down while the operator posts 20 messages and a kick; Antechamber
-    restarts; Synapse comes back: its user's /sync shows all of them."""
+class Joined(Lifecycle):
+    """A case that starts with a fresh room alice (on Synapse) knocked on, was accepted into
+    and joined."""
 
-    def run(self) -> None:
+    def joined_room_with_alice(self) -> tuple[str, str]:
         h = self.h
-        self.case = f"durable v{self.version}"
         self.room_id = h.create_room(self.version, self.join_rule)
         alice, token = self.user("alice")
         self.action("alice knocks", "200", lambda: self.knock(token))
@@ -350,6 +349,17 @@ class Durable(Lifecycle):
 
         self.action("alice joins through synapse", "200", join)
         self.wait_membership("alice joined here", alice, "join")
+        return alice, token
+
+
+class Durable(Joined):
+    """Issue 14: Synapse is down while the operator posts 20 messages and a kick; Antechamber
+    restarts; Synapse comes back: its user's /sync shows all of them."""
+
+    def run(self) -> None:
+        h = self.h
+        self.case = f"durable v{self.version}"
+        alice, token = self.joined_room_with_alice()
         h.stop("synapse")
         notes = [f"while you were away {n} {secrets.token_hex(3)}" for n in range(20)]
 
@@ -395,7 +405,7 @@ class Durable(Lifecycle):
         )
 
 
-class Fork(Lifecycle):
+class Fork(Joined):
     """Issue 13: a Synapse user with power and the room's admin change the topic at the same
     moment, both events citing the same prev event; afterwards both servers hold the same
     current state (SS §Room State Resolution: the later topic, by origin_server_ts, wins on
@@ -410,28 +420,7 @@ class Fork(Lifecycle):
     def run(self) -> None:
         h = self.h
         self.case = f"fork v{self.version}"
-        self.room_id = h.create_room(self.version, self.join_rule)
-        alice, token = self.user("alice")
-        self.action("alice knocks", "200", lambda: self.knock(token))
-        self.action(
-            "rooms accept", "exit 0", lambda: self.cli_ok("rooms", "accept", self.room_id, alice)
-        )
-        self.check(
-            "alice's /sync shows the invite", "rooms.invite", lambda: self.in_sync(token, "invite")
-        )
-
-        def join() -> tuple[bool, str]:
-            response = self.client_call(
-                "POST",
-                token,
-                f"/join/{quote(self.room_id, safe='')}",
-                params={"server_name": h.ante_name},
-                json={},
-            )
-            return response.status_code == 200, _describe(response)
-
-        self.action("alice joins through synapse", "200", join)
-        self.wait_membership("alice joined here", alice, "join")
+        alice, token = self.joined_room_with_alice()
         self.action(
             "rooms power alice 50",
             "exit 0",
