@@ -86,7 +86,8 @@ class Keyring:
         # request (a new key of a rotating server is picked up after the backoff).
         self._server_backoff: LruCache[str, int] = LruCache(MAX_TRACKED_SERVERS)
         # Single flight: one fetch per server at a time; every waiter shares its outcome.
-        self._inflight: dict[str, asyncio.Task[dict[str, CachedKey] | None]] = {}
+        # With each fetch, the key ids its waiters asked for: it keeps those before it ends.
+        self._inflight: dict[str, tuple[asyncio.Task[dict[str, CachedKey] | None], set[str]]] = {}
         # Fetches in flight, capped apart for servers we hold keys of (refreshes) and for new
         # ones, so made-up origins cannot hold every slot; a fetch finding its pool full is not
         # made (the request is unauthenticated, nothing is remembered).
@@ -96,7 +97,7 @@ class Keyring:
         self._next_expiry_ms = 0
 
     async def aclose(self) -> None:
-        tasks = list(self._inflight.values())
+        tasks = [task for task, _asked in self._inflight.values()]
         for task in tasks:
             task.cancel()
         # Let the cancelled fetches close their connections before the pool goes.
@@ -146,17 +147,15 @@ class Keyring:
         ]
         if stale:
             fetched = await self._fetch_if_allowed(
-                server_name, some_cached=len(stale) < len(wanted)
+                server_name, stale, some_cached=len(stale) < len(wanted)
             )
             if fetched is not None:
-                # The keys asked for, and fresh news of those we hold (a rotated key now in
-                # old_verify_keys must stop signing requests); never the rest of the document.
-                held = self._store.get_server_key_ids(server_name)
-                self._keep(
-                    server_name,
-                    {k: v for k, v in fetched.items() if k in stale or k in held},
-                    now_ms,
-                )
+                # The fetch kept what its waiters asked for before it finished (so a request
+                # arriving as it ends finds the keys cached, not a second fetch); a waiter that
+                # joined as it ended keeps its own.
+                late = {k: fetched[k] for k in stale if k in fetched}
+                late = {k: v for k, v in late.items() if self._keys.get((server_name, k)) is not v}
+                self._keep(server_name, late, now_ms)
                 cached.update({k: fetched[k] for k in stale if k in fetched})
                 if any(key_id not in fetched for key_id in stale):
                     # Finding 2: the server did not list a key asked for: not again for a while.
@@ -189,18 +188,21 @@ class Keyring:
         self._server_backoff.set(server_name, self._clock() + self._backoff_ms)
 
     async def _fetch_if_allowed(
-        self, server_name: str, *, some_cached: bool
+        self, server_name: str, key_ids: Iterable[str], *, some_cached: bool
     ) -> dict[str, CachedKey] | None:
-        """The keys of the fetch run (or joined) now; None when none ran (backing off, no free
-        slot) or it failed."""
+        """The keys of the fetch run (or joined) now, which keeps ``key_ids`` among the keys it
+        stores; None when none ran (backing off, no free slot) or it failed."""
         backoff_until = self._server_backoff.get(server_name)
         if backoff_until is not None:
             if backoff_until > self._clock():
                 logger.debug("Not fetching keys of %s: backing off", server_name)
                 return None
             self._server_backoff.pop(server_name)
-        task = self._inflight.get(server_name)
-        if task is None:
+        inflight = self._inflight.get(server_name)
+        if inflight is not None:
+            task, asked = inflight
+            asked.update(key_ids)
+        else:
             known = some_cached or self._is_known(server_name)
             if not self._take_slot(known):
                 logger.warning(
@@ -209,8 +211,9 @@ class Keyring:
                     self._max_slots,
                 )
                 return None
-            task = asyncio.create_task(self._fetch(server_name))
-            self._inflight[server_name] = task
+            asked = set(key_ids)
+            task = asyncio.create_task(self._fetch(server_name, asked))
+            self._inflight[server_name] = (task, asked)
 
             def done(_task: object) -> None:
                 self._inflight.pop(server_name, None)
@@ -237,7 +240,7 @@ class Keyring:
         else:
             self._new_slots += 1
 
-    async def _fetch(self, server_name: str) -> dict[str, CachedKey] | None:
+    async def _fetch(self, server_name: str, asked: set[str]) -> dict[str, CachedKey] | None:
         now_ms = self._clock()
         try:
             # The whole fetch, slow drips included; a second past the phase timeouts so those
@@ -262,6 +265,10 @@ class Keyring:
             return None
         KEY_FETCHES.labels("ok").inc()
         logger.info("Fetched keys of %s (%d in the document)", server_name, len(keys))
+        # The keys asked for, and fresh news of those we hold (a rotated key now in
+        # old_verify_keys must stop signing requests); never the rest of the document.
+        held = self._store.get_server_key_ids(server_name)
+        self._keep(server_name, {k: v for k, v in keys.items() if k in asked or k in held}, now_ms)
         return keys
 
     def _keep(self, server_name: str, keys: Mapping[str, CachedKey], now_ms: int) -> None:

@@ -50,6 +50,38 @@ def test_keyring_single_flight_for_concurrent_callers(federation_config, clock, 
     assert remote.key_fetches == 1
 
 
+def test_keyring_fetch_keeps_the_keys_before_it_ends(federation_config, clock, remote):
+    # A request arriving as a fetch ends (after the single-flight entry is gone, before the first
+    # waiter resumes) must find the keys cached, not start a second fetch: the fetch itself
+    # keeps what its waiters asked for. Seen as two fetches for one new origin under load.
+    remote.mode, remote.hang_s = "hang", 0.2
+    seen_at_end = []
+
+    async def body(keyring):
+        first = asyncio.create_task(
+            keyring.get_verify_keys(remote.server_name, [remote.key_id], clock())
+        )
+        while remote.server_name not in keyring._inflight:
+            await asyncio.sleep(0)
+        task, _asked = keyring._inflight[remote.server_name]
+        task.add_done_callback(
+            lambda _t: seen_at_end.append(
+                (
+                    remote.server_name in keyring._inflight,
+                    keyring._cached(remote.server_name, remote.key_id),
+                )
+            )
+        )
+        await first
+        return await keyring.get_verify_keys(remote.server_name, [remote.key_id], clock())
+
+    assert set(_run(federation_config, clock, body)) == {remote.key_id}
+    [(still_in_flight, cached)] = seen_at_end
+    assert not still_in_flight
+    assert cached is not None
+    assert remote.key_fetches == 1
+
+
 def test_keyring_survives_restart_through_sqlite(federation_config, clock, remote):
     async def body(keyring):
         return await keyring.get_verify_keys(remote.server_name, [remote.key_id], clock())
