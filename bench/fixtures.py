@@ -88,8 +88,11 @@ def _count_events(store: Store, room_id: str) -> int:
     return int(row.fetchone()[0])
 
 
-def build_member_room(admin: RoomAdmin, members: int, label: str) -> BenchRoom:
-    """A knock room (v12) with ``members`` remote joined members besides its local creator."""
+def build_member_room(
+    admin: RoomAdmin, members: int, label: str, *, join_rule: str = "knock"
+) -> BenchRoom:
+    """A room (v12, knock unless ``join_rule`` says otherwise) with ``members`` remote joined
+    members besides its local creator."""
     started = time.perf_counter()
     # Public while the members join (no invite per member), then knock, as a room that opened
     # up and later closed would be.
@@ -97,7 +100,8 @@ def build_member_room(admin: RoomAdmin, members: int, label: str) -> BenchRoom:
     signers = _member_signers()
     for batch in _batched(_joins(signers, 0, members), BATCH):
         admin.send_state_events(room_id, batch)
-    admin.set_join_rule(room_id, "knock")
+    if join_rule != "public":
+        admin.set_join_rule(room_id, join_rule)
     elapsed = time.perf_counter() - started
     return BenchRoom(label, room_id, members + 1, _count_events(admin.store, room_id), elapsed)
 
@@ -151,9 +155,11 @@ def build_fixtures(
     *,
     sizes: tuple[int, ...] = MEMBER_ROOM_SIZES,
     history: bool = True,
+    join_rule: str = "knock",
 ) -> list[BenchRoom]:
     """Fill ``data_dir`` (database and signing key) with the benchmark rooms: the member rooms
-    of ``sizes``, the send_knock room and, with ``history``, the cached large room."""
+    of ``sizes`` (``join_rule`` rooms: public ones for bench/send_join.py), the send_knock room
+    and, with ``history``, the cached large room."""
     data_dir.mkdir(parents=True, exist_ok=True)
     db_path = data_dir / "antechamber.db"
     key_path = data_dir / "signing.key"
@@ -186,7 +192,7 @@ def build_fixtures(
             store = Store.open(db_path)
             admin = RoomAdmin(store, SERVER_NAME, signing_key, _wall_clock_ms)
         for size in sizes:
-            room = build_member_room(admin, size, f"{size:,}-members")
+            room = build_member_room(admin, size, f"{size:,}-members", join_rule=join_rule)
             log(f"fixtures: {room.label}: {room.events:,} events in {room.build_s:.1f}s")
             rooms.append(room)
         # A room of its own for send_knock: accepted knocks add forward extremities there.

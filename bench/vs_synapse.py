@@ -6,7 +6,8 @@ load cannot reach. Its fixtures are knock rooms (v12) of 10 and 1,000 members be
 (10,000 with `--synapse-sizes 10 1000 10000`: Synapse joins them at about 10 a second, so that
 room took 18 minutes to build once here), built through its client and admin APIs (local
 users, each joined by the admin join API) and cached under bench/.cache like Antechamber's large
-room.
+room. bench/send_join.py and bench/transactions.py ask for public rooms instead (a remote user
+joins them without an invite), cached under their own key.
 """
 
 import asyncio
@@ -78,6 +79,21 @@ def installed_version(synapse_python: str) -> str:
     return proc.stdout.strip()
 
 
+def wait_until_idle(
+    cpu_seconds: Callable[[], float], limit_s: float, window_s: float, threshold_pct: float
+) -> float:
+    """Wait until a process (its ``cpu_seconds``) used under ``threshold_pct`` of a core in two
+    windows of ``window_s`` running; the seconds it took, or about ``limit_s`` if it never did."""
+    started = time.monotonic()
+    quiet = 0
+    while quiet < 2 and time.monotonic() - started < limit_s:
+        before = cpu_seconds()
+        time.sleep(window_s)
+        busy = (cpu_seconds() - before) * 100 / window_s
+        quiet = quiet + 1 if busy < threshold_pct else 0
+    return time.monotonic() - started
+
+
 class SynapseProcess:
     """`synapse.app.homeserver` as a subprocess, optionally pinned to one core."""
 
@@ -90,6 +106,7 @@ class SynapseProcess:
         ca_file: Path,
         cpu: int | None,
         limit_s: float = 180,
+        overrides: dict[str, Any] | None = None,
     ):
         self.config: SynapseConfig = write_synapse_config(
             base,
@@ -97,7 +114,7 @@ class SynapseProcess:
             port=port,
             ca_file=ca_file,
             tls=None,
-            overrides=BENCH_OVERRIDES,
+            overrides={**BENCH_OVERRIDES, **(overrides or {})},
         )
         self.base_url = self.config.url
         self.settle_s = 0.0
@@ -132,14 +149,7 @@ class SynapseProcess:
         """Wait until Synapse has done the work it gives itself after a start or a fixture
         build (background updates, catching up on new events), so that none of it runs while
         either server is measured; the seconds it took, or ``limit_s`` if it never went idle."""
-        started = time.monotonic()
-        quiet = 0
-        while quiet < 2 and time.monotonic() - started < limit_s:
-            before = self.cpu_seconds()
-            time.sleep(window_s)
-            busy = (self.cpu_seconds() - before) * 100 / window_s
-            quiet = quiet + 1 if busy < threshold_pct else 0
-        return round(time.monotonic() - started, 1)
+        return round(wait_until_idle(self.cpu_seconds, limit_s, window_s, threshold_pct), 1)
 
     def all_pids(self) -> list[int]:
         return [self.process.pid]  # taskset execs Synapse in place; its threads share the pid
@@ -165,8 +175,10 @@ class SynapseProcess:
         self._stdout.close()
 
 
-def cache_key(sizes: tuple[int, ...]) -> str:
-    return f"synapse-{SYNAPSE_VERSION}-recipe-{RECIPE_VERSION}-" + "-".join(map(str, sizes))
+def cache_key(sizes: tuple[int, ...], join_rule: str = "knock") -> str:
+    # Knock rooms keep the key they had before other join rules were asked for.
+    rule = "" if join_rule == "knock" else f"{join_rule}-"
+    return f"synapse-{SYNAPSE_VERSION}-recipe-{RECIPE_VERSION}-{rule}" + "-".join(map(str, sizes))
 
 
 async def _fill_room(
@@ -195,7 +207,7 @@ async def _fill_room(
 
 
 def _build_rooms(
-    synapse: SynapseProcess, sizes: tuple[int, ...], log: Callable[[str], None]
+    synapse: SynapseProcess, sizes: tuple[int, ...], join_rule: str, log: Callable[[str], None]
 ) -> list[BenchRoom]:
     url = synapse.base_url
     with httpx.Client(timeout=120) as client:
@@ -224,12 +236,14 @@ def _build_rooms(
             )
             asyncio.run(_fill_room(url, token, room_id, next_user, size, log))
             next_user += size
-            # Public while the members join, then knock (as Antechamber's rooms).
-            client.put(
-                f"{url}/_matrix/client/v3/rooms/{quote(room_id, safe='')}/state/m.room.join_rules/",
-                headers=headers,
-                json={"join_rule": "knock"},
-            ).raise_for_status()
+            # Public while the members join, then the join rule asked (knock: as Antechamber's).
+            if join_rule != "public":
+                client.put(
+                    f"{url}/_matrix/client/v3/rooms/{quote(room_id, safe='')}"
+                    "/state/m.room.join_rules/",
+                    headers=headers,
+                    json={"join_rule": join_rule},
+                ).raise_for_status()
             members = (
                 client.get(
                     f"{url}/_matrix/client/v3/rooms/{quote(room_id, safe='')}/joined_members",
@@ -252,21 +266,26 @@ def start_with_fixtures(
     ca_file: Path,
     cpu: int | None,
     sizes: tuple[int, ...] = ROOM_SIZES,
+    join_rule: str = "knock",
+    overrides: dict[str, Any] | None = None,
     log: Callable[[str], None] = print,
 ) -> tuple[SynapseProcess, list[BenchRoom]]:
-    """Synapse running on ``port`` with its knock rooms: from the cache, or built (unpinned, then
-    cached) and restarted on ``cpu``."""
+    """Synapse running on ``port`` with its rooms (``join_rule`` ones, knock by default): from
+    the cache, or built (unpinned, then cached) and restarted on ``cpu``. ``overrides``: more
+    config keys, over BENCH_OVERRIDES."""
     version = installed_version(synapse_python)
     if version != SYNAPSE_VERSION:
         raise RuntimeError(f"bench/vs_synapse.py expects Synapse {SYNAPSE_VERSION}, not {version}")
-    cached = CACHE_DIR / cache_key(sizes)
+    cached = CACHE_DIR / cache_key(sizes, join_rule)
     base.mkdir(parents=True, exist_ok=True)
     rooms: list[BenchRoom] = []
     if not (cached / "rooms.json").exists():
         log(f"synapse fixtures: building rooms of {', '.join(f'{s:,}' for s in sizes)} members")
-        synapse = SynapseProcess(synapse_python, base, port=port, ca_file=ca_file, cpu=None)
+        synapse = SynapseProcess(
+            synapse_python, base, port=port, ca_file=ca_file, cpu=None, overrides=overrides
+        )
         try:
-            rooms = _build_rooms(synapse, sizes, log)
+            rooms = _build_rooms(synapse, sizes, join_rule, log)
             # Snapshot a Synapse that has caught up, or every start from the cache redoes it.
             log(f"synapse fixtures: idle {synapse.wait_until_idle()}s after the build")
         finally:
@@ -294,7 +313,9 @@ def start_with_fixtures(
             BenchRoom(**{**entry, "cached": True})
             for entry in json.loads((cached / "rooms.json").read_text())
         ]
-    synapse = SynapseProcess(synapse_python, base, port=port, ca_file=ca_file, cpu=cpu)
+    synapse = SynapseProcess(
+        synapse_python, base, port=port, ca_file=ca_file, cpu=cpu, overrides=overrides
+    )
     try:
         synapse.settle_s = synapse.wait_until_idle()
         log(f"synapse: idle {synapse.settle_s}s after its start")
