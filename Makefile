@@ -43,7 +43,7 @@ generate: venv
 check: lint test
 
 bench: venv
-	$(BIN)/pip install --quiet --disable-pip-version-check -c requirements.lock -e '.[dev,bench]' && $(BIN)/python -m bench.run && $(BIN)/python -m bench.state_res
+	$(BIN)/pip install --quiet --disable-pip-version-check -c requirements.lock -e '.[dev,bench]' && $(BIN)/python -m bench.run && $(BIN)/python -m bench.state_res && $(BIN)/python -m bench.send_join && $(BIN)/python -m bench.transactions
 
 soak: venv
 	$(BIN)/python scripts/soak.py --minutes $(SOAK_MINUTES)
