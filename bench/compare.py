@@ -51,6 +51,24 @@ def busy_reasons(cell: Mapping[str, Any], label: str) -> list[str]:
     return reasons
 
 
+def run_busy_reasons(cells: Mapping[str, Mapping[str, Mapping[str, Any]]]) -> list[str]:
+    """Why a run (server name -> room -> cell) does not count as clean (empty: it does)."""
+    return [
+        reason
+        for name, per_room in cells.items()
+        for room, cell in per_room.items()
+        for reason in busy_reasons(cell, f"{name} {room}")
+    ]
+
+
+def describe_run(reasons: Sequence[str]) -> str:
+    """``clean``, or ``busy (...)`` with the first three reasons."""
+    if not reasons:
+        return "clean"
+    more = f"; and {len(reasons) - 3} more" if len(reasons) > 3 else ""
+    return "busy (" + "; ".join(reasons[:3]) + more + ")"
+
+
 def spread_pct(values: Sequence[float]) -> float:
     """(max - min) / median, in %: how far a cell's runs disagree."""
     if len(values) < 2:

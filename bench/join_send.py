@@ -32,7 +32,14 @@ import httpx
 
 from bench import fixtures
 from bench import vs_synapse as synapse_bench
-from bench.compare import busy_reasons, intruder_pct, parse_cpu_busy
+from bench.compare import (
+    describe_run,
+    format_ratio,
+    intruder_pct,
+    parse_cpu_busy,
+    ratio,
+    run_busy_reasons,
+)
 from bench.run import (
     CLOCK_TICKS,
     RESULTS,
@@ -325,14 +332,27 @@ class Measured:
             self.figures[f"other_{name}_pct"] = intruder_pct(jiffies, own, seconds, CLOCK_TICKS)
 
 
+@dataclass(frozen=True)
+class Figure:
+    """What a benchmark's runs are logged and compared by, read from one server's turn."""
+
+    name: str
+    unit: str
+    of_cell: Callable[[dict[str, Any]], float]
+    digits: int = 0
+
+    def format(self, cell: dict[str, Any]) -> str:
+        return f"{self.of_cell(cell):,.{self.digits}f}"
+
+
 def alternate_runs(
     hosts: list[Host],
     sizes: Sequence[int],
     measure_one: Callable[[Host, int, int], dict[str, Any]],
+    figure: Figure,
     *,
     runs: int,
     max_repeats: int,
-    summary: Callable[[dict[str, dict[str, dict[str, Any]]]], str],
     log: Callable[[str], None],
 ) -> list[dict[str, Any]]:
     """Runs until ``runs`` of them are clean (at most ``runs + max_repeats``): in each, every
@@ -348,29 +368,110 @@ def alternate_runs(
                 with paused([other.process for other in hosts if other is not host]):
                     settle(host)
                     cells[host.name][label(size)] = measure_one(host, size, len(made))
-        reasons = [
-            reason
-            for name, per_size in cells.items()
-            for room, cell in per_size.items()
-            for reason in busy_reasons(cell, f"{name} {room}")
-        ]
+        reasons = run_busy_reasons(cells)
         made.append({"cells": cells, "busy": reasons, "loadavg_after": loadavg()})
         clean += not reasons
-        state = "busy: " + "; ".join(reasons) if reasons else "clean"
-        log(f"run {len(made)} ({state}): {summary(cells)}")
+        figures = ", ".join(
+            f"{label(size)} {figure.name} "
+            + " vs ".join(figure.format(cells[host.name][label(size)]) for host in hosts)
+            + f" {figure.unit}"
+            for size in sizes
+        )
+        log(f"run {len(made)} ({describe_run(reasons)}): {figures}")
     return made
 
 
-def counted(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The clean runs, or every run when none was clean (then the section is marked busy)."""
-    return [run for run in runs if not run["busy"]] or runs
+def compare_runs(
+    hosts: list[Host],
+    args: Any,
+    measure_one: Callable[[Host, int, int], dict[str, Any]],
+    summarise: Callable[[list[dict[str, Any]]], dict[str, Any]],
+    compared: Sequence[str],
+    figure: Figure,
+    log: Callable[[str], None],
+) -> dict[str, Any]:
+    """The runs (alternate_runs), each server's ``summarise`` of its turns in the clean ones
+    (in all when none was clean: then marked busy), and the ``compared`` figures' ratios to
+    Synapse's; ``figure``'s ratio run by run shows how steady the ratio is."""
+    runs = alternate_runs(
+        hosts,
+        args.sizes,
+        measure_one,
+        figure,
+        runs=args.runs,
+        max_repeats=args.max_repeats,
+        log=log,
+    )
+    used = [run for run in runs if not run["busy"]] or runs
+    rooms = [label(size) for size in args.sizes]
+    medians = {
+        host.name: {
+            room: summarise([run["cells"][host.name][room] for run in used]) for room in rooms
+        }
+        for host in hosts
+    }
+    ours, theirs = medians["antechamber"], medians["synapse"]
+    return {
+        "synapse_version": synapse_bench.SYNAPSE_VERSION,
+        "rooms": rooms,
+        "fixtures": {host.name: host.fixtures for host in hosts},
+        "runs": runs,
+        "clean_runs": sum(not run["busy"] for run in runs),
+        "busy": all(run["busy"] for run in runs),
+        "medians": medians,
+        "ratios": {
+            room: {key: ratio(ours[room][key], theirs[room][key]) for key in compared}
+            for room in rooms
+        },
+        "ratio_by_run": {
+            room: [
+                ratio(
+                    figure.of_cell(run["cells"]["antechamber"][room]),
+                    figure.of_cell(run["cells"]["synapse"][room]),
+                )
+                for run in used
+            ]
+            for room in rooms
+        },
+    }
 
 
-def run_state(run: dict[str, Any]) -> str:
-    if not run["busy"]:
-        return "clean"
-    more = f"; and {len(run['busy']) - 3} more" if len(run["busy"]) > 3 else ""
-    return "busy (" + "; ".join(run["busy"][:3]) + more + ")"
+def targets(
+    section: dict[str, Any], key: str, goal: str, limit: float, *, lower_is_better: bool
+) -> list[tuple[str, str, bool]]:
+    """(target, where we are, met?) per room: ``key``'s ratio against ``limit``."""
+    out = []
+    for room in section["rooms"]:
+        value = section["ratios"][room][key]
+        met = value is not None and (value <= limit if lower_is_better else value >= limit)
+        out.append((f"{goal} ({room})", format_ratio(value, lower_is_better=lower_is_better), met))
+    return out
+
+
+def over_runs(section: dict[str, Any], what: str) -> str:
+    """Which runs ``what`` (the figures, say) were taken over, and how many were made."""
+    made = len(section["runs"])
+    if section["busy"]:
+        return f"**busy: no run was clean, {what} over all {made} runs**"
+    return f"{what} over {section['clean_runs']} clean runs ({made} made)"
+
+
+def result_lines(section: dict[str, Any], figure: Figure) -> list[str]:
+    """The targets table, then every run: ``figure`` of both servers per room, and its state."""
+    lines = ["| target | measured | met |", "| --- | --- | --- |"]
+    for target, value, met in section["targets"]:
+        lines.append(f"| {target} | {value} | {'yes' if met else '**no**'} |")
+    lines += ["", f"Runs ({figure.name} {figure.unit}, Antechamber / Synapse):", ""]
+    for index, run in enumerate(section["runs"], 1):
+        figures = ", ".join(
+            f"{room} "
+            + " / ".join(
+                figure.format(run["cells"][name][room]) for name in ("antechamber", "synapse")
+            )
+            for room in section["rooms"]
+        )
+        lines.append(f"- run {index}: {figures}; {describe_run(run['busy'])}")
+    return lines
 
 
 def fixtures_line(rooms: dict[str, list[dict[str, Any]]]) -> list[str]:

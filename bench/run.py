@@ -40,11 +40,12 @@ from bench import fixtures
 from bench import vs_synapse as synapse_bench
 from bench.compare import (
     MAX_SPREAD_PCT,
-    busy_reasons,
+    describe_run,
     format_ratio,
     intruder_pct,
     parse_cpu_busy,
     ratio,
+    run_busy_reasons,
     spread_pct,
 )
 from bench.load import LoadResult, run_load, wrk_available
@@ -540,12 +541,7 @@ def run_vs_synapse(
                             headers=headers,
                             cpu=load_core,
                         )
-            reasons = [
-                reason
-                for name, per_room in cells.items()
-                for label, cell in per_room.items()
-                for reason in busy_reasons(cell, f"{name} {label}")
-            ]
+            reasons = run_busy_reasons(cells)
             runs.append({"cells": cells, "busy": reasons, "loadavg_after": loadavg()})
             clean += not reasons
             state = "busy: " + "; ".join(reasons) if reasons else "clean"
@@ -866,8 +862,7 @@ def synapse_markdown(layout: dict[str, Any]) -> list[str]:
             f"{run['cells']['synapse'][label]['rps']:.0f}"
             for label in layout["rooms"]
         )
-        more = f"; and {len(run['busy']) - 3} more" if len(run["busy"]) > 3 else ""
-        state = "busy (" + "; ".join(run["busy"][:3]) + more + ")" if run["busy"] else "clean"
+        state = describe_run(run["busy"])
         lines.append(f"- run {index}: {figures}; {state}; load {' '.join(run['loadavg_after'])}")
     fixture_lines = ", ".join(
         f"{room['label']} ({room['members']:,} members, {room['events']:,} events)"

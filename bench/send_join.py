@@ -15,20 +15,20 @@ Synapse's.
 import statistics
 from typing import Any
 
-from bench import vs_synapse as synapse_bench
-from bench.compare import format_ratio, ratio
+from bench.compare import format_ratio
 from bench.join_send import (
+    Figure,
     Host,
     Measured,
-    alternate_runs,
-    counted,
+    compare_runs,
     fixtures_line,
     join,
-    label,
     main,
+    over_runs,
     peak_rss_mb,
-    run_state,
+    result_lines,
     settle,
+    targets,
 )
 from bench.load import _percentile
 from tests.remote import RemoteHomeserver
@@ -99,8 +99,11 @@ def summarise(cells: list[dict[str, Any]]) -> dict[str, Any]:
         "server_cpu_ms_per_join": round(
             sum(cell["server_cpu_s"] for cell in cells) * 1000 / len(joins), 2
         ),
-        "send_join_p50_ms_by_run": [cell_p50(cell) for cell in cells],
     }
+
+
+# Logged run by run, and its ratio run by run reported.
+P50 = Figure("send_join p50", "ms", cell_p50, 1)
 
 
 def run(*, hosts: list[Host], remote: RemoteHomeserver, args: Any, log: Any) -> dict[str, Any]:
@@ -115,81 +118,23 @@ def run(*, hosts: list[Host], remote: RemoteHomeserver, args: Any, log: Any) -> 
         tag = f"j{run_index}-{size}"
         return measure_joins(host, remote, host.rooms[size], size, args.joins, tag)
 
-    def summary(cells: dict[str, dict[str, dict[str, Any]]]) -> str:
-        return ", ".join(
-            f"{room} send_join p50 "
-            + " vs ".join(f"{cell_p50(cells[host.name][room]):.1f}" for host in hosts)
-            + " ms"
-            for room in cells[hosts[0].name]
-        )
-
-    runs = alternate_runs(
-        hosts,
-        args.sizes,
-        measure_one,
-        runs=args.runs,
-        max_repeats=args.max_repeats,
-        summary=summary,
-        log=log,
+    section = compare_runs(hosts, args, measure_one, summarise, COMPARED, P50, log)
+    section["joins_per_run"] = args.joins
+    section["peak_rss_mb"] = {
+        host.name: {"before": rss_start[host.name], "after": peak_rss_mb(host)} for host in hosts
+    }
+    section["targets"] = targets(
+        section,
+        "send_join_p50_ms",
+        "send_join p50 <= 1/10 of Synapse's",
+        0.1,
+        lower_is_better=True,
     )
-    used = counted(runs)
-    rooms = [label(size) for size in args.sizes]
-    medians = {
-        host.name: {
-            room: summarise([run["cells"][host.name][room] for run in used]) for room in rooms
-        }
-        for host in hosts
-    }
-    ours, theirs = medians["antechamber"], medians["synapse"]
-    ratios = {
-        room: {figure: ratio(ours[room][figure], theirs[room][figure]) for figure in COMPARED}
-        for room in rooms
-    }
-    by_run = {
-        room: [
-            ratio(a, s)
-            for a, s in zip(
-                ours[room]["send_join_p50_ms_by_run"],
-                theirs[room]["send_join_p50_ms_by_run"],
-                strict=True,
-            )
-        ]
-        for room in rooms
-    }
-    targets = [
-        (
-            f"send_join p50 <= 1/10 of Synapse's ({room})",
-            format_ratio(ratios[room]["send_join_p50_ms"], lower_is_better=True),
-            (ratios[room]["send_join_p50_ms"] or 1) <= 0.1,
-        )
-        for room in rooms
-    ]
-    return {
-        "synapse_version": synapse_bench.SYNAPSE_VERSION,
-        "joins_per_run": args.joins,
-        "rooms": rooms,
-        "fixtures": {host.name: host.fixtures for host in hosts},
-        "runs": runs,
-        "clean_runs": sum(not run["busy"] for run in runs),
-        "busy": all(run["busy"] for run in runs),
-        "medians": medians,
-        "ratios": ratios,
-        "send_join_p50_ratio_by_run": by_run,
-        "peak_rss_mb": {
-            host.name: {"before": rss_start[host.name], "after": peak_rss_mb(host)}
-            for host in hosts
-        },
-        "targets": targets,
-    }
+    return section
 
 
 def markdown(section: dict[str, Any]) -> list[str]:
     medians, ratios = section["medians"], section["ratios"]
-    state = (
-        "**busy: no run was clean, figures over all runs**"
-        if section["busy"]
-        else f"over the joins of {section['clean_runs']} clean runs"
-    )
     rss = ", ".join(
         f"{name} {peak['before']:.0f} MB before the first join, {peak['after']:.0f} MB after "
         "the last"
@@ -201,8 +146,8 @@ def markdown(section: dict[str, Any]) -> list[str]:
         "",
         f"`python -m bench.send_join`: a fake remote makes and sends the join of a new user into "
         f"a public room (v12), {section['joins_per_run']} joins per server and room in each run, "
-        f"each server idle before each join; percentiles {state} ({len(section['runs'])} "
-        "made). Latency: the send_join round trip until the whole answer (state before the "
+        f"each server idle before each join; {over_runs(section, 'percentiles')} of all their "
+        "joins. Latency: the send_join round trip until the whole answer (state before the "
         "join and its auth chain) is read; make_join apart. CPU: the server's, per join, "
         f"make_join and send_join and whatever it did after answering until idle. Peak RSS "
         f"(VmHWM): {rss}.",
@@ -215,7 +160,7 @@ def markdown(section: dict[str, Any]) -> list[str]:
     ]
     for room in section["rooms"]:
         a, s, r = medians["antechamber"][room], medians["synapse"][room], ratios[room]
-        by_run = [value for value in section["send_join_p50_ratio_by_run"][room] if value]
+        by_run = [value for value in section["ratio_by_run"][room] if value]
         cells = [
             room,
             f"{a['joins']} / {s['joins']}",
@@ -236,19 +181,7 @@ def markdown(section: dict[str, Any]) -> list[str]:
             f"1/{1 / max(by_run):.1f}-1/{1 / min(by_run):.1f}" if by_run else "n/a",
         ]
         lines.append("| " + " | ".join(cells) + " |")
-    lines += ["", "| target | measured | met |", "| --- | --- | --- |"]
-    for target, value, met in section["targets"]:
-        lines.append(f"| {target} | {value} | {'yes' if met else '**no**'} |")
-    lines += ["", "Runs (send_join p50 ms, Antechamber / Synapse):", ""]
-    for index, one in enumerate(section["runs"], 1):
-        figures = ", ".join(
-            f"{room} "
-            + " / ".join(
-                f"{cell_p50(one['cells'][name][room]):.1f}" for name in ("antechamber", "synapse")
-            )
-            for room in section["rooms"]
-        )
-        lines.append(f"- run {index}: {figures}; {run_state(one)}")
+    lines += ["", *result_lines(section, P50)]
     lines += ["", *fixtures_line(section["fixtures"])]
     return lines
 

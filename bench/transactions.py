@@ -27,22 +27,22 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
-from bench import vs_synapse as synapse_bench
-from bench.compare import format_ratio, ratio
+from bench.compare import format_ratio
 from bench.join_send import (
     ROOM_VERSION,
+    Figure,
     Host,
     Join,
     Measured,
-    alternate_runs,
+    compare_runs,
     count_messages,
-    counted,
     fixtures_line,
     join,
-    label,
     main,
     open_read_only,
-    run_state,
+    over_runs,
+    result_lines,
+    targets,
     wall_clock_ms,
 )
 from matrix.auth_rules import get_auth_event_keys
@@ -251,7 +251,6 @@ def summarise(cells: list[dict[str, Any]]) -> dict[str, Any]:
         "processed_when_answered": med("processed_when_answered"),
         "server_cpu_ms_per_pdu": med("server_cpu_ms_per_pdu"),
         "errors": sum(cell["errors"] for cell in cells),
-        "pdus_per_s_by_run": [cell["pdus_per_s"] for cell in cells],
     }
 
 
@@ -259,6 +258,10 @@ def add_arguments(parser: Any) -> None:
     parser.add_argument(
         "--transactions", type=int, default=TRANSACTIONS, help="transactions per run"
     )
+
+
+# Logged run by run, and its ratio run by run reported.
+RATE = Figure("processed", "PDUs/s", lambda cell: cell["pdus_per_s"])
 
 
 def run(*, hosts: list[Host], remote: RemoteHomeserver, args: Any, log: Any) -> dict[str, Any]:
@@ -286,80 +289,19 @@ def run(*, hosts: list[Host], remote: RemoteHomeserver, args: Any, log: Any) -> 
         )
         return send_all(host, chain, transactions)
 
-    def summary(cells: dict[str, dict[str, dict[str, Any]]]) -> str:
-        return ", ".join(
-            f"{room} "
-            + " vs ".join(f"{cells[host.name][room]['pdus_per_s']:,.0f}" for host in hosts)
-            + " PDUs/s"
-            for room in cells[hosts[0].name]
-        )
-
-    runs = alternate_runs(
-        hosts,
-        args.sizes,
-        measure_one,
-        runs=args.runs,
-        max_repeats=args.max_repeats,
-        summary=summary,
-        log=log,
+    section = compare_runs(
+        hosts, args, measure_one, summarise, ("pdus_per_s", "server_cpu_ms_per_pdu"), RATE, log
     )
-    used = counted(runs)
-    rooms = [label(size) for size in args.sizes]
-    medians = {
-        host.name: {
-            room: summarise([one["cells"][host.name][room] for one in used]) for room in rooms
-        }
-        for host in hosts
-    }
-    ours, theirs = medians["antechamber"], medians["synapse"]
-    ratios = {
-        room: {
-            figure: ratio(ours[room][figure], theirs[room][figure])
-            for figure in ("pdus_per_s", "server_cpu_ms_per_pdu")
-        }
-        for room in rooms
-    }
-    by_run = {
-        room: [
-            ratio(
-                one["cells"]["antechamber"][room]["pdus_per_s"],
-                one["cells"]["synapse"][room]["pdus_per_s"],
-            )
-            for one in used
-        ]
-        for room in rooms
-    }
-    targets = [
-        (
-            f"inbound PDUs/s >= 10x Synapse's ({room})",
-            format_ratio(ratios[room]["pdus_per_s"]),
-            (ratios[room]["pdus_per_s"] or 0) >= 10,
-        )
-        for room in rooms
-    ]
-    return {
-        "synapse_version": synapse_bench.SYNAPSE_VERSION,
-        "transactions_per_run": args.transactions,
-        "pdus_per_transaction": PDUS_PER_TRANSACTION,
-        "rooms": rooms,
-        "fixtures": {host.name: host.fixtures for host in hosts},
-        "runs": runs,
-        "clean_runs": sum(not one["busy"] for one in runs),
-        "busy": all(one["busy"] for one in runs),
-        "medians": medians,
-        "ratios": ratios,
-        "pdus_per_s_ratio_by_run": by_run,
-        "targets": targets,
-    }
+    section["transactions_per_run"] = args.transactions
+    section["pdus_per_transaction"] = PDUS_PER_TRANSACTION
+    section["targets"] = targets(
+        section, "pdus_per_s", "inbound PDUs/s >= 10x Synapse's", 10, lower_is_better=False
+    )
+    return section
 
 
 def markdown(section: dict[str, Any]) -> list[str]:
     medians, ratios = section["medians"], section["ratios"]
-    state = (
-        "**busy: no run was clean, medians over all runs**"
-        if section["busy"]
-        else f"medians of {section['clean_runs']} clean runs"
-    )
     per_run = section["transactions_per_run"] * section["pdus_per_transaction"]
     lines = [
         f"## Inbound transactions, Antechamber against Synapse {section['synapse_version']}",
@@ -367,7 +309,7 @@ def markdown(section: dict[str, Any]) -> list[str]:
         f"`python -m bench.transactions`: a fake remote user joined to a public room (v12) sends "
         f"{section['transactions_per_run']} `/send` transactions of "
         f"{section['pdus_per_transaction']} `m.room.message` PDUs ({per_run:,} PDUs a run, each "
-        f"citing the one before it); {state} ({len(section['runs'])} made). Processed: "
+        f"citing the one before it); {over_runs(section, 'medians')}. Processed: "
         "Antechamber stores every PDU before it answers (counted in its database right after "
         "the last answer), so it gets the next transaction as soon as it answers and its time "
         "ends at the last 200. Synapse answers once the PDUs are staged and processes them "
@@ -385,7 +327,7 @@ def markdown(section: dict[str, Any]) -> list[str]:
     ]
     for room in section["rooms"]:
         a, s, r = medians["antechamber"][room], medians["synapse"][room], ratios[room]
-        by_run = [value for value in section["pdus_per_s_ratio_by_run"][room] if value]
+        by_run = [value for value in section["ratio_by_run"][room] if value]
         cells = [
             room,
             f"{a['pdus_per_s']:,.0f}",
@@ -400,17 +342,7 @@ def markdown(section: dict[str, Any]) -> list[str]:
             f"{a['errors']} / {s['errors']}",
         ]
         lines.append("| " + " | ".join(cells) + " |")
-    lines += ["", "| target | measured | met |", "| --- | --- | --- |"]
-    for target, value, met in section["targets"]:
-        lines.append(f"| {target} | {value} | {'yes' if met else '**no**'} |")
-    lines += ["", "Runs (PDUs/s processed, Antechamber / Synapse):", ""]
-    for index, one in enumerate(section["runs"], 1):
-        figures = ", ".join(
-            f"{room} {one['cells']['antechamber'][room]['pdus_per_s']:,.0f} / "
-            f"{one['cells']['synapse'][room]['pdus_per_s']:,.0f}"
-            for room in section["rooms"]
-        )
-        lines.append(f"- run {index}: {figures}; {run_state(one)}")
+    lines += ["", *result_lines(section, RATE)]
     lines += [
         "",
         *fixtures_line(section["fixtures"]),
