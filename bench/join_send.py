@@ -85,6 +85,14 @@ WHERE e.room_id = ? AND e.sender = ? AND e.type = 'm.room.message'
 SYNAPSE_OVERRIDES = {"background_updates": {"sleep_enabled": False}}
 
 
+# The same Synapse and rooms, but the rooms in `exclude_rooms_from_sync`: Synapse then does not
+# evaluate the push rules of the room's local members for each event (BulkPushRuleEvaluator
+# skips excluded rooms), as for a room whose members are on other servers. Antechamber has no
+# push and its rooms' members are remote; Synapse's bench rooms have 1,000 local members.
+NO_PUSH = "synapse-no-push"
+DISPLAY = {"antechamber": "Antechamber", "synapse": "Synapse", NO_PUSH: "Synapse without push"}
+
+
 def wait_for_background_updates(synapse: Any, limit_s: float = 600) -> float:
     """Until Synapse's ``background_updates`` table is empty (then it is settled again)."""
     started = time.monotonic()
@@ -160,32 +168,23 @@ def peak_rss_mb(host: Host) -> float | None:
 
 @contextlib.contextmanager
 def start_hosts(
-    work: Path, ca: TestCA, sizes: Sequence[int], synapse_python: str, log: Callable[[str], None]
+    work: Path,
+    ca: TestCA,
+    sizes: Sequence[int],
+    synapse_python: str,
+    log: Callable[[str], None],
+    *,
+    no_push: bool = False,
 ) -> Iterator[list[Host]]:
     """Antechamber and Synapse, each one process on SERVER_CORE, hosting public rooms of
-    ``sizes`` members; stopped when the block ends."""
+    ``sizes`` members (with ``no_push``, a second Synapse from the same rooms with them in
+    ``exclude_rooms_from_sync``: see NO_PUSH); stopped when the block ends."""
     data_dir = work / "data"
     built = fixtures.build_fixtures(
         data_dir, log=log, sizes=tuple(sizes), history=False, join_rule="public"
     )
     ours = {room.label: room for room in built}
     with contextlib.ExitStack() as stack:
-        server = Server(data_dir, ca.ca_file, 1, SERVER_CORE, work / "antechamber.log")
-        stack.callback(server.stop)
-        synapse, synapse_rooms = synapse_bench.start_with_fixtures(
-            synapse_python,
-            work / "synapse",
-            port=free_port(),
-            ca_file=ca.ca_file,
-            cpu=SERVER_CORE,
-            sizes=tuple(sizes),
-            join_rule="public",
-            overrides=SYNAPSE_OVERRIDES,
-            log=log,
-        )
-        stack.callback(synapse.stop)
-        log(f"synapse: background updates done {wait_for_background_updates(synapse):.1f}s later")
-        theirs = {room.label: room for room in synapse_rooms}
 
         def client(base_url: str) -> httpx.Client:
             # identity: neither server compresses, and the answer's size is what was sent
@@ -195,7 +194,9 @@ def start_hosts(
                 )
             )
 
-        yield [
+        server = Server(data_dir, ca.ca_file, 1, SERVER_CORE, work / "antechamber.log")
+        stack.callback(server.stop)
+        started = [
             Host(
                 "antechamber",
                 server,
@@ -206,19 +207,45 @@ def start_hosts(
                 True,
                 [asdict(ours[label(size)]) for size in sizes],
                 client(server.base_url),
-            ),
-            Host(
-                "synapse",
-                synapse,
-                synapse_bench.SERVER_NAME,
-                {size: theirs[label(size)].room_id for size in sizes},
-                synapse.config.base / "homeserver.db",
-                SYNAPSE_MESSAGES_SQL,
-                False,
-                [asdict(theirs[label(size)]) for size in sizes],
-                client(synapse.base_url),
-            ),
+            )
         ]
+        variants: list[tuple[str, dict[str, Any]]] = [("synapse", SYNAPSE_OVERRIDES)]
+        while variants:
+            name, overrides = variants.pop(0)
+            synapse, synapse_rooms = synapse_bench.start_with_fixtures(
+                synapse_python,
+                work / name,
+                port=free_port(),
+                ca_file=ca.ca_file,
+                cpu=SERVER_CORE,
+                sizes=tuple(sizes),
+                join_rule="public",
+                overrides=overrides,
+                log=log,
+            )
+            stack.callback(synapse.stop)
+            waited = wait_for_background_updates(synapse)
+            log(f"{name}: background updates done {waited:.1f}s later")
+            theirs = {room.label: room for room in synapse_rooms}
+            started.append(
+                Host(
+                    name,
+                    synapse,
+                    synapse_bench.SERVER_NAME,
+                    {size: theirs[label(size)].room_id for size in sizes},
+                    synapse.config.base / "homeserver.db",
+                    SYNAPSE_MESSAGES_SQL,
+                    False,
+                    [asdict(theirs[label(size)]) for size in sizes],
+                    client(synapse.base_url),
+                )
+            )
+            if no_push and name == "synapse":
+                excluded = [room.room_id for room in synapse_rooms]
+                variants.append(
+                    (NO_PUSH, {**SYNAPSE_OVERRIDES, "exclude_rooms_from_sync": excluded})
+                )
+        yield started
 
 
 # Joining -------------------------------------------------------------------------------------
@@ -410,28 +437,37 @@ def compare_runs(
         }
         for host in hosts
     }
-    ours, theirs = medians["antechamber"], medians["synapse"]
+    ours = medians["antechamber"]
+    others = [host.name for host in hosts if host.name != "antechamber"]
     return {
         "synapse_version": synapse_bench.SYNAPSE_VERSION,
+        "hosts": [host.name for host in hosts],
         "rooms": rooms,
         "fixtures": {host.name: host.fixtures for host in hosts},
         "runs": runs,
         "clean_runs": sum(not run["busy"] for run in runs),
         "busy": all(run["busy"] for run in runs),
         "medians": medians,
+        # Antechamber's figure over each Synapse's: {synapse: {room: {figure: ratio}}}
         "ratios": {
-            room: {key: ratio(ours[room][key], theirs[room][key]) for key in compared}
-            for room in rooms
+            name: {
+                room: {key: ratio(ours[room][key], medians[name][room][key]) for key in compared}
+                for room in rooms
+            }
+            for name in others
         },
         "ratio_by_run": {
-            room: [
-                ratio(
-                    figure.of_cell(run["cells"]["antechamber"][room]),
-                    figure.of_cell(run["cells"]["synapse"][room]),
-                )
-                for run in used
-            ]
-            for room in rooms
+            name: {
+                room: [
+                    ratio(
+                        figure.of_cell(run["cells"]["antechamber"][room]),
+                        figure.of_cell(run["cells"][name][room]),
+                    )
+                    for run in used
+                ]
+                for room in rooms
+            }
+            for name in others
         },
     }
 
@@ -439,12 +475,15 @@ def compare_runs(
 def targets(
     section: dict[str, Any], key: str, goal: str, limit: float, *, lower_is_better: bool
 ) -> list[tuple[str, str, bool]]:
-    """(target, where we are, met?) per room: ``key``'s ratio against ``limit``."""
+    """(target, where we are, met?) per Synapse and room: ``key``'s ratio against ``limit``."""
     out = []
-    for room in section["rooms"]:
-        value = section["ratios"][room][key]
-        met = value is not None and (value <= limit if lower_is_better else value >= limit)
-        out.append((f"{goal} ({room})", format_ratio(value, lower_is_better=lower_is_better), met))
+    for name, per_room in section["ratios"].items():
+        for room in section["rooms"]:
+            value = per_room[room][key]
+            met = value is not None and (value <= limit if lower_is_better else value >= limit)
+            where = room if name == "synapse" else f"{room}, against {DISPLAY[name]}"
+            shown = format_ratio(value, lower_is_better=lower_is_better)
+            out.append((f"{goal} ({where})", shown, met))
     return out
 
 
@@ -457,17 +496,16 @@ def over_runs(section: dict[str, Any], what: str) -> str:
 
 
 def result_lines(section: dict[str, Any], figure: Figure) -> list[str]:
-    """The targets table, then every run: ``figure`` of both servers per room, and its state."""
+    """The targets table, then every run: ``figure`` of every server per room, and its state."""
     lines = ["| target | measured | met |", "| --- | --- | --- |"]
     for target, value, met in section["targets"]:
         lines.append(f"| {target} | {value} | {'yes' if met else '**no**'} |")
-    lines += ["", f"Runs ({figure.name} {figure.unit}, Antechamber / Synapse):", ""]
+    names = section["hosts"]
+    who = " / ".join(DISPLAY[name] for name in names)
+    lines += ["", f"Runs ({figure.name} {figure.unit}, {who}):", ""]
     for index, run in enumerate(section["runs"], 1):
         figures = ", ".join(
-            f"{room} "
-            + " / ".join(
-                figure.format(run["cells"][name][room]) for name in ("antechamber", "synapse")
-            )
+            f"{room} " + " / ".join(figure.format(run["cells"][name][room]) for name in names)
             for room in section["rooms"]
         )
         lines.append(f"- run {index}: {figures}; {describe_run(run['busy'])}")
@@ -477,12 +515,13 @@ def result_lines(section: dict[str, Any], figure: Figure) -> list[str]:
 def fixtures_line(rooms: dict[str, list[dict[str, Any]]]) -> list[str]:
     """Both servers' rooms, as built (both benchmarks' sections end with it)."""
     described = "; ".join(
-        f"{name}: "
+        f"{DISPLAY[name]}: "
         + ", ".join(
             f"{room['label']} ({room['members']:,} members, {room['events']:,} events)"
             for room in built
         )
         for name, built in rooms.items()
+        if name != NO_PUSH  # the same rooms as Synapse's
     )
     return [
         f"Rooms: {described}. Antechamber's members are users of 4 fake remote servers, its "
@@ -499,6 +538,8 @@ def main(
     description: str,
     add_arguments: Callable[[Any], None],
     run: Callable[..., dict[str, Any]],
+    *,
+    no_push: bool = False,
 ) -> int:
     """The command line of both benchmarks: the servers, the fake remote, then ``run(hosts=...,
     remote=..., args=..., log=...)``; its section written to the results file."""
@@ -540,7 +581,7 @@ def main(
             log(f"work directory (kept): {work}")
         ca = TestCA(work / "ca")
         with (
-            start_hosts(work, ca, args.sizes, synapse_python, log) as servers,
+            start_hosts(work, ca, args.sizes, synapse_python, log, no_push=no_push) as servers,
             RemoteHomeserver(ca, wall_clock_ms) as remote,
         ):
             pin_threads(CLIENT_CORE)
@@ -576,7 +617,7 @@ def render(report: dict[str, Any]) -> str:
         f"{report['date']} at {report['commit']}",
         "",
         f"Machine: {m['nproc']} cores, {m['cpu_model']}, Python {m['python']}, kernel "
-        f"{m['kernel']}; client: {m['client']}. Both servers one process on core {SERVER_CORE}, "
+        f"{m['kernel']}; client: {m['client']}. Each server one process on core {SERVER_CORE}, "
         f"the client and the fake remote on core {CLIENT_CORE}; the server not measured stopped "
         "(SIGSTOP), the measured one idle before its turn, the first one alternating run by "
         "run; a run in which other work took over 10% of either core is busy and repeated. "

@@ -134,7 +134,7 @@ def run(*, hosts: list[Host], remote: RemoteHomeserver, args: Any, log: Any) -> 
 
 
 def markdown(section: dict[str, Any]) -> list[str]:
-    medians, ratios = section["medians"], section["ratios"]
+    medians, ratios = section["medians"], section["ratios"]["synapse"]
     rss = ", ".join(
         f"{name} {peak['before']:.0f} MB before the first join, {peak['after']:.0f} MB after "
         "the last"
@@ -160,7 +160,7 @@ def markdown(section: dict[str, Any]) -> list[str]:
     ]
     for room in section["rooms"]:
         a, s, r = medians["antechamber"][room], medians["synapse"][room], ratios[room]
-        by_run = [value for value in section["ratio_by_run"][room] if value]
+        by_run = [value for value in section["ratio_by_run"]["synapse"][room] if value]
         cells = [
             room,
             f"{a['joins']} / {s['joins']}",

@@ -16,8 +16,11 @@ built before the clock starts; both servers are measured in the same run. Counte
   first request to the poll that found the last of them. Each transaction goes once Synapse has
   at most MAX_STAGED PDUs left to process (see there: strictly back to back, it drops them).
 
-Rejected events (and outliers, and Antechamber's soft-failed ones) are counted as refused; a run
-with any is an error. Issue 15's goal: at least 10x Synapse's PDUs/s.
+Synapse's room has local members, whose push rules it evaluates for every message; a second
+Synapse from the same rooms, with them in `exclude_rooms_from_sync` (which skips that), takes its
+turn in the same runs (bench/join_send.py NO_PUSH): Antechamber has neither push nor local
+members. Rejected events (and outliers, and Antechamber's soft-failed ones) are counted as
+refused; a run with any is an error. Issue 15's goal: at least 10x Synapse's PDUs/s.
 """
 
 import statistics
@@ -29,6 +32,7 @@ from urllib.parse import quote
 
 from bench.compare import format_ratio
 from bench.join_send import (
+    DISPLAY,
     ROOM_VERSION,
     Figure,
     Host,
@@ -301,7 +305,7 @@ def run(*, hosts: list[Host], remote: RemoteHomeserver, args: Any, log: Any) -> 
 
 
 def markdown(section: dict[str, Any]) -> list[str]:
-    medians, ratios = section["medians"], section["ratios"]
+    medians = section["medians"]
     per_run = section["transactions_per_run"] * section["pdus_per_transaction"]
     lines = [
         f"## Inbound transactions, Antechamber against Synapse {section['synapse_version']}",
@@ -321,38 +325,42 @@ def markdown(section: dict[str, Any]) -> list[str]:
         "'Done at last 200': PDUs processed when the last answer came. CPU: the server's, per "
         "PDU, until all are processed.",
         "",
-        "| room | PDUs/s A | PDUs/s S | ratio | done at last 200 A | S "
+        "| room | against | PDUs/s A | PDUs/s S | ratio | done at last 200 A | S "
         "| CPU ms/PDU A | S | ratio | PDUs/s ratio by run | refused or errors A / S |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for room in section["rooms"]:
-        a, s, r = medians["antechamber"][room], medians["synapse"][room], ratios[room]
-        by_run = [value for value in section["ratio_by_run"][room] if value]
-        cells = [
-            room,
-            f"{a['pdus_per_s']:,.0f}",
-            f"{s['pdus_per_s']:,.0f}",
-            format_ratio(r["pdus_per_s"]),
-            f"{a['processed_when_answered']:,.0f}",
-            f"{s['processed_when_answered']:,.0f}",
-            f"{a['server_cpu_ms_per_pdu']:.3f}",
-            f"{s['server_cpu_ms_per_pdu']:.3f}",
-            format_ratio(r["server_cpu_ms_per_pdu"], lower_is_better=True),
-            f"{min(by_run):.2f}-{max(by_run):.2f}x" if by_run else "n/a",
-            f"{a['errors']} / {s['errors']}",
-        ]
-        lines.append("| " + " | ".join(cells) + " |")
+        for name, ratios in section["ratios"].items():
+            a, s, r = medians["antechamber"][room], medians[name][room], ratios[room]
+            by_run = [value for value in section["ratio_by_run"][name][room] if value]
+            cells = [
+                room,
+                DISPLAY[name],
+                f"{a['pdus_per_s']:,.0f}",
+                f"{s['pdus_per_s']:,.0f}",
+                format_ratio(r["pdus_per_s"]),
+                f"{a['processed_when_answered']:,.0f}",
+                f"{s['processed_when_answered']:,.0f}",
+                f"{a['server_cpu_ms_per_pdu']:.3f}",
+                f"{s['server_cpu_ms_per_pdu']:.3f}",
+                format_ratio(r["server_cpu_ms_per_pdu"], lower_is_better=True),
+                f"{min(by_run):.2f}-{max(by_run):.2f}x" if by_run else "n/a",
+                f"{a['errors']} / {s['errors']}",
+            ]
+            lines.append("| " + " | ".join(cells) + " |")
     lines += ["", *result_lines(section, RATE)]
     lines += [
         "",
         *fixtures_line(section["fixtures"]),
         "",
-        "Synapse's members being local, it also evaluates every local member's push rules for "
-        "each message it processes (part of hosting this room on Synapse); Antechamber has no "
-        "local user but the creator and no push.",
+        "Synapse's members being local, it evaluates every local member's push rules for each "
+        "message it processes (part of hosting this room on Synapse). Antechamber has no push "
+        "and no local user but the creator: 'Synapse without push' is the same Synapse and "
+        "room with the room in `exclude_rooms_from_sync`, which skips that evaluation, as for "
+        "a room whose members are on other servers. Both run in the same runs, taking turns.",
     ]
     return lines
 
 
 if __name__ == "__main__":
-    raise SystemExit(main("transactions", __doc__ or "", add_arguments, run))
+    raise SystemExit(main("transactions", __doc__ or "", add_arguments, run, no_push=True))
