@@ -72,7 +72,12 @@ def _parse_params(text: str) -> dict[str, str]:
             raise _diagnose(text[pos:])
         name, quoted, unquoted = match.groups()
         # The receiver MUST undo backslash escapes (\x -> x).
-        value = unquoted if quoted is None else _QUOTED_PAIR_RE.sub(lambda m: m.group(1), quoted)
+        if quoted is None:
+            value = unquoted
+        elif "\\" in quoted:
+            value = _QUOTED_PAIR_RE.sub(lambda m: m.group(1), quoted)
+        else:
+            value = quoted
         _add_param(params, name.lower(), value)
         pos = match.end()
     return params
