@@ -43,6 +43,8 @@ generate: venv
 check: lint test
 
 bench: venv
+	@# wrk, the load generator: Debian's package, installed when missing (as root, or with sudo).
+	@command -v wrk >/dev/null || { S=$$( [ "$$(id -u)" = 0 ] || echo sudo ); $$S apt-get update -q && $$S apt-get install -y -q wrk; }
 	$(BIN)/pip install --quiet --disable-pip-version-check -c requirements.lock -e '.[dev,bench]' && $(BIN)/python -m bench.run && $(BIN)/python -m bench.state_res && $(BIN)/python -m bench.send_join && $(BIN)/python -m bench.transactions
 
 soak: venv

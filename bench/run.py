@@ -40,6 +40,7 @@ from bench import fixtures
 from bench import vs_synapse as synapse_bench
 from bench.compare import (
     MAX_SPREAD_PCT,
+    busy_reasons,
     describe_run,
     format_ratio,
     intruder_pct,
@@ -100,8 +101,7 @@ class Server:
             "ANTECHAMBER_RC_FEDERATION_PER_SECOND": "1000000000",
             "ANTECHAMBER_RC_FEDERATION_BURST_COUNT": "1000000000",
         }
-        # `python -m app` from the checkout: the tree being measured is the one this file is in.
-        command = [sys.executable, "-m", "app", "serve"]
+        command = self.command()
         if cpu is not None:
             command = ["taskset", "-c", str(cpu), *command]
         self.workers = workers
@@ -125,6 +125,10 @@ class Server:
             while len(self.worker_pids()) < workers and time.monotonic() < deadline:
                 time.sleep(0.1)
             time.sleep(2)
+
+    def command(self) -> list[str]:
+        # `python -m app` from the checkout: the tree being measured is the one this file is in.
+        return [sys.executable, "-m", "app", "serve"]
 
     def worker_pids(self) -> list[int]:
         """The processes that serve requests: the one process, or the supervisor's children."""
@@ -166,6 +170,13 @@ class Server:
             self.process.kill()
             self.process.wait()
         self._log.close()
+
+
+class BareAsgiServer(Server):
+    """bench/bare_asgi.py: the same stack answering constant JSON, the floor under make_knock."""
+
+    def command(self) -> list[str]:
+        return [sys.executable, "-m", "bench.bare_asgi", "--port", str(self.port)]
 
 
 # Requests -----------------------------------------------------------------------------------
@@ -478,6 +489,7 @@ def run_vs_synapse(
     server_core, load_core = 0, 1
     load_before = loadavg()
     servers: dict[str, Any] = {}
+    floor_server: BareAsgiServer | None = None
     try:
         servers["antechamber"] = Server(
             data_dir, ca.ca_file, 1, server_core, work / "server-vs-synapse.log"
@@ -492,6 +504,10 @@ def run_vs_synapse(
             log=log,
         )
         servers["synapse"] = synapse
+        # The floor: the same stack with none of our work, measured with the same requests.
+        floor = floor_server = BareAsgiServer(
+            data_dir, ca.ca_file, 1, server_core, work / "bare-asgi.log"
+        )
         by_label = {room.label: room for room in synapse_rooms}
         labels = [label for label in by_label if label in rooms]
         user = f"@bench:{remote.server_name}"
@@ -531,7 +547,8 @@ def run_vs_synapse(
             for label in labels:
                 for name in order:
                     url, headers = targets[(name, label)]
-                    with paused([server for other, server in servers.items() if other != name]):
+                    others = [server for other, server in servers.items() if other != name]
+                    with paused([*others, floor]):
                         cells[name][label] = measure(
                             servers[name],
                             url,
@@ -541,8 +558,22 @@ def run_vs_synapse(
                             headers=headers,
                             cpu=load_core,
                         )
-            reasons = run_busy_reasons(cells)
-            runs.append({"cells": cells, "busy": reasons, "loadavg_after": loadavg()})
+            # The same request (Antechamber's first room) to the bare app.
+            url, headers = targets[("antechamber", labels[0])]
+            with paused(list(servers.values())):
+                floor_cell = measure(
+                    floor,
+                    floor.base_url + url.removeprefix(servers["antechamber"].base_url),
+                    8,
+                    args.seconds,
+                    server_core=server_core,
+                    headers=headers,
+                    cpu=load_core,
+                )
+            reasons = run_busy_reasons(cells) + busy_reasons(floor_cell, "bare ASGI floor")
+            runs.append(
+                {"cells": cells, "floor": floor_cell, "busy": reasons, "loadavg_after": loadavg()}
+            )
             clean += not reasons
             state = "busy: " + "; ".join(reasons) if reasons else "clean"
             summary = ", ".join(
@@ -550,11 +581,16 @@ def run_vs_synapse(
                 f"{cells['synapse'][label]['rps']:.0f} req/s"
                 for label in labels
             )
-            log(f"{VS_SYNAPSE}: run {len(runs)} ({state}): {summary}")
+            log(
+                f"{VS_SYNAPSE}: run {len(runs)} ({state}): {summary}; "
+                f"bare ASGI floor {floor_cell['rps']:.0f} req/s"
+            )
         peak_rss = {name: server.peak_rss_mb() for name, server in servers.items()}
     finally:
         for server in servers.values():
             server.stop()
+        if floor_server is not None:
+            floor_server.stop()
     counted = [run for run in runs if not run["busy"]] or runs
     medians: dict[str, dict[str, dict[str, Any]]] = {name: {} for name in servers}
     spreads: dict[str, dict[str, float]] = {name: {} for name in servers}
@@ -595,6 +631,7 @@ def run_vs_synapse(
         "spread_rps_pct": spreads,
         "ratios": ratios,
         "rps_ratio_per_run": run_ratios,
+        "floor": summarise([run["floor"] for run in counted]),
         "peak_rss_mb": {name: [round(v, 1) for v in values] for name, values in peak_rss.items()},
         "loadavg_before": load_before,
         "loadavg_after": loadavg(),
@@ -855,6 +892,21 @@ def synapse_markdown(layout: dict[str, Any]) -> list[str]:
         by_run = [value for value in layout["rps_ratio_per_run"][label] if value is not None]
         cells.append(f"{min(by_run):.2f}-{max(by_run):.2f}x" if by_run else "n/a")
         lines.append("| " + " | ".join(cells) + " |")
+    floor = layout.get("floor")
+    if floor:
+        floor_cpu = floor["cpu_ms_per_request"] or float("nan")
+        per_room = ", ".join(
+            f"{label} {medians['antechamber'][label]['cpu_ms_per_request'] / floor_cpu:.1f}x"
+            for label in layout["rooms"]
+        )
+        lines += [
+            "",
+            f"Floor (bench/bare_asgi.py: the same uvicorn + httptools + uvloop process, pinned "
+            f"the same way, answering the same requests with constant JSON of a template's size, "
+            f"no middleware): {floor['rps']:,.0f} req/s, p99 {floor['p99_ms']:.3f} ms, "
+            f"{floor['cpu_ms_per_request']:.3f} ms CPU per request. Antechamber's make_knock CPU "
+            f"per request is {per_room} the floor's.",
+        ]
     lines += ["", "Runs (req/s, Antechamber / Synapse):", ""]
     for index, run in enumerate(layout["runs"], 1):
         figures = ", ".join(

@@ -185,6 +185,13 @@ INSERT OR IGNORE INTO event_auth_edges (auth_event_id, event_id)
     FROM events AS e, json_each(e.json, '$.auth_events') AS a
 """
 
+_M011_ROOM_CHANGE_SEQ = """
+-- Bumped in the transaction that changes a room's forward extremities or current state (and so
+-- its joined members): a worker keeps what make_knock / make_join / make_leave read of a room
+-- (app/rooms/hosted.py) for as long as this number is unchanged, whichever process wrote.
+ALTER TABLE rooms ADD COLUMN change_seq INTEGER NOT NULL DEFAULT 0
+"""
+
 Migration = str | Callable[[sqlite3.Connection], None]
 
 # (name, SQL script or function). Append only; never edit an applied migration.
@@ -199,6 +206,7 @@ MIGRATIONS: list[tuple[str, Migration]] = [
     ("008_state_at_stored_events", _m008_state_at_stored_events),
     ("009_outliers", _M009_OUTLIERS),
     ("010_auth_edges", _M010_AUTH_EDGES),
+    ("011_room_change_seq", _M011_ROOM_CHANGE_SEQ),
 ]
 
 

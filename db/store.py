@@ -151,6 +151,14 @@ class Store:
         ).fetchone()
         return None if row is None else str(row[0])
 
+    def get_room_change(self, room_id: str) -> tuple[str, int] | None:
+        """(room_version, change_seq) of a stored room: change_seq moves whenever its forward
+        extremities or current state may have changed (one primary-key read)."""
+        row = self.conn.execute(
+            "SELECT room_version, change_seq FROM rooms WHERE room_id = ?", (room_id,)
+        ).fetchone()
+        return None if row is None else (str(row[0]), int(row[1]))
+
     def list_rooms(self) -> list[StoredRoom]:
         """Every room, oldest first (admin/CLI only)."""
         rows = self.conn.execute(
@@ -904,6 +912,9 @@ class Store:
             return True
         self._update_forward_extremities(room_id, event, event_id)
         self._update_current_state(room_id, room_version, event, event_id, before, after)
+        self.conn.execute(
+            "UPDATE rooms SET change_seq = change_seq + 1 WHERE room_id = ?", (room_id,)
+        )
         return True
 
     def _update_current_state(

@@ -12,7 +12,6 @@ from matrix.errors import MatrixError
 from matrix.ids import parse_room_id, parse_user_id
 from matrix.knock import (
     KNOCK_ROOM_STATE_KEYS,
-    MAX_TEMPLATE_PREV_EVENTS,
     build_knock_template,
     check_make_knock_allowed,
     check_send_knock_event,
@@ -28,10 +27,12 @@ async def make_knock(roomId: str, userId: str, ver: list[str], user: str) -> Mak
     user_id = parse_user_id(unquote(userId))
     resident = _context.resident()
     store, server_name = resident.store, resident.server_name
-    room_version = hosted.load_resident_room(store, room_id, server_name)
-    # The template's state and the ACL in one statement; the checks keep their order.
-    found = store.get_current_state_events_with_ids(
-        room_id, [*get_knock_state_keys(user_id, room_version), hosted.ACL_KEY]
+    # The room's version, newest events and state, read once per change of the room.
+    head = resident.heads.load_resident_room(store, room_id, server_name)
+    room_version = head.room_version
+    # The template's state and the ACL in one read; the checks keep their order.
+    found = head.get_state(
+        store, room_id, [*get_knock_state_keys(user_id, room_version), hosted.ACL_KEY]
     )
     acl = found.pop(hosted.ACL_KEY, None)
     # SS §Server Access Control Lists: make_knock is ACL-protected; 403.
@@ -43,7 +44,7 @@ async def make_knock(roomId: str, userId: str, ver: list[str], user: str) -> Mak
         user_id=user_id,
         state={key: event for key, (_, event) in found.items()},
         state_event_ids={key: event_id for key, (event_id, _) in found.items()},
-        prev_events=store.get_forward_extremities(room_id, MAX_TEMPLATE_PREV_EVENTS),
+        prev_events=head.prev_events,
         origin=server_name,
         origin_server_ts=resident.clock(),
     )

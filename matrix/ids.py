@@ -1,5 +1,6 @@
 """Matrix identifiers: user ids, room ids, event ids and server names (APPX §Identifier Grammar)."""
 
+import functools
 import ipaddress
 import re
 
@@ -126,6 +127,16 @@ def _is_dns_label(label: str) -> bool:
 
 def parse_server_name(s: str) -> str:
     """Check that ``s`` is a server name (APPX §Server Name) and return it unchanged."""
+    if not isinstance(s, str):
+        raise _invalid("Server name is not a string")
+    return _parse_server_name(s)
+
+
+# Server names repeat (every request names its origin, every id a server): the names found
+# valid are remembered, a bounded number (lru_cache keeps no exceptions: a refused name is
+# checked again each time).
+@functools.lru_cache(maxsize=4096)
+def _parse_server_name(s: str) -> str:
     # APPX §Server Name: the grammar caps dns-name at 255 characters (230 is only recommended,
     # so longer names from other servers are tolerated up to the grammar's limit).
     if not s or len(s) > MAX_ID_BYTES:

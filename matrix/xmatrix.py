@@ -52,52 +52,62 @@ def _malformed(why: str) -> MatrixError:
     return MatrixError(_UNAUTHORIZED, f"Malformed X-Matrix Authorization header: {why}")
 
 
+# One whole parameter (leading OWS and empty list elements, name, value, OWS, then a comma or the
+# end), so a well-formed header is parsed one regex match per parameter. Anything it does not
+# match is malformed, and _diagnose says why.
+_PARAM_RE = re.compile(
+    rf"[ \t,]*({_TOKEN})[ \t]*=[ \t]*"
+    rf"(?:{_QUOTED_RE.pattern}|({_UNQUOTED_VALUE_RE.pattern}))[ \t]*(?:,|\Z)"
+)
+_LIST_END_RE = re.compile(r"[ \t,]*\Z")
+
+
 def _parse_params(text: str) -> dict[str, str]:
     """RFC 9110 §11.2 ``#auth-param``: name BWS "=" BWS (token / quoted-string), comma separated."""
     params: dict[str, str] = {}
-    pos, end = 0, len(text)
-    while True:
-        # RFC 9110 §5.6.1: OWS around commas, and empty list elements are ignored.
-        while pos < end and (text[pos] in _OWS or text[pos] == ","):
-            pos += 1
-        if pos >= end:
-            return params
-        name_match = _TOKEN_RE.match(text, pos)
-        if name_match is None:
-            raise _malformed("expected a parameter name")
-        name = name_match.group().lower()
-        pos = name_match.end()
-        while pos < end and text[pos] in _OWS:
-            pos += 1
-        if pos >= end or text[pos] != "=":
-            raise _malformed(f"parameter {name!r} has no value")
-        pos += 1
-        while pos < end and text[pos] in _OWS:
-            pos += 1
-        quoted = _QUOTED_RE.match(text, pos)
-        if quoted is not None:
-            # The receiver MUST undo backslash escapes (\x -> x).
-            value = _QUOTED_PAIR_RE.sub(lambda m: m.group(1), quoted.group(1))
-            pos = quoted.end()
+    pos = 0
+    while _LIST_END_RE.match(text, pos) is None:
+        match = _PARAM_RE.match(text, pos)
+        if match is None:
+            raise _diagnose(text[pos:])
+        name, quoted, unquoted = match.groups()
+        # The receiver MUST undo backslash escapes (\x -> x).
+        if quoted is None:
+            value = unquoted
+        elif "\\" in quoted:
+            value = _QUOTED_PAIR_RE.sub(lambda m: m.group(1), quoted)
         else:
-            unquoted = _UNQUOTED_VALUE_RE.match(text, pos)
-            if unquoted is None:
-                raise _malformed(f"parameter {name!r} has an invalid value")
-            value = unquoted.group()
-            pos = unquoted.end()
-        while pos < end and text[pos] in _OWS:
-            pos += 1
-        if pos < end and text[pos] != ",":
-            raise _malformed(f"unexpected text after parameter {name!r}")
-        # The spec's parameter table says `signature`; its example and every server use `sig`.
-        if name == "signature":
-            name = "sig"
-        if name in _KNOWN_PARAMS:
-            # RFC 9110 §11.2: each parameter name MUST only occur once per challenge.
-            if name in params:
-                raise _malformed(f"parameter {name!r} is repeated")
-            params[name] = value
-        # SS §Request Authentication: unknown parameters are ignored.
+            value = quoted
+        _add_param(params, name.lower(), value)
+        pos = match.end()
+    return params
+
+
+def _add_param(params: dict[str, str], name: str, value: str) -> None:
+    # The spec's parameter table says `signature`; its example and every server use `sig`.
+    if name == "signature":
+        name = "sig"
+    if name in _KNOWN_PARAMS:
+        # RFC 9110 §11.2: each parameter name MUST only occur once per challenge.
+        if name in params:
+            raise _malformed(f"parameter {name!r} is repeated")
+        params[name] = value
+    # SS §Request Authentication: unknown parameters are ignored.
+
+
+def _diagnose(text: str) -> MatrixError:
+    """Why ``text`` (from the first parameter _PARAM_RE did not match) is not a parameter."""
+    rest = text.lstrip(_OWS + ",")
+    name = _TOKEN_RE.match(rest)
+    if name is None:
+        return _malformed("expected a parameter name")
+    after = rest[name.end() :].lstrip(_OWS)
+    if not after.startswith("="):
+        return _malformed(f"parameter {name.group().lower()!r} has no value")
+    value = after[1:].lstrip(_OWS)
+    if _QUOTED_RE.match(value) is None and _UNQUOTED_VALUE_RE.match(value) is None:
+        return _malformed(f"parameter {name.group().lower()!r} has an invalid value")
+    return _malformed(f"unexpected text after parameter {name.group().lower()!r}")
 
 
 def _split_scheme(value: str) -> str | None:

@@ -4,6 +4,7 @@ token stays out of the log), request metrics, and a last-resort JSON 500."""
 import logging
 import secrets
 import time
+from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -22,6 +23,8 @@ class AccessLogMiddleware:
         self.app = app
         # Count requests by operation and status (the federation listener; not the admin one)
         self.federation_metrics = federation_metrics
+        # The labelled children by (operation, status): both come from bounded sets
+        self._metrics: dict[tuple[str, int], tuple[Any, Any]] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -53,8 +56,14 @@ class AccessLogMiddleware:
             if self.federation_metrics:
                 # operationIds are few; an unrouted path is one label value, not its path
                 operation = (info.operation or UNMATCHED_OPERATION).rpartition(".")[2]
-                FEDERATION_REQUESTS.labels(operation, str(status)).inc()
-                FEDERATION_REQUEST_DURATION.labels(operation).observe(elapsed)
+                metrics = self._metrics.get((operation, status))
+                if metrics is None:
+                    metrics = self._metrics[(operation, status)] = (
+                        FEDERATION_REQUESTS.labels(operation, str(status)),
+                        FEDERATION_REQUEST_DURATION.labels(operation),
+                    )
+                metrics[0].inc()
+                metrics[1].observe(elapsed)
 
     @staticmethod
     def _log(scope: Scope, status: int, elapsed: float, info: RequestInfo) -> None:

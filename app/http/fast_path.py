@@ -29,7 +29,7 @@ import json
 import logging
 import re
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -134,6 +134,9 @@ def _parameter(spec: dict[str, Any]) -> _Parameter:
 
 
 Handler = Callable[..., Awaitable[Any]]
+# Distinct query strings remembered per operation; past this, the memory starts again.
+MAX_CACHED_QUERIES = 256
+MAX_CACHED_QUERY_BYTES = 1024
 SecurityFunction = Callable[[ConnexionRequest], Awaitable[dict[str, Any]]]
 
 
@@ -148,6 +151,10 @@ class CompiledOperation:
     handler_arguments: frozenset[str]
     response_validator: Draft4Validator | None
 
+    # Query strings checked before and what they gave (None: not for this layer). A server sends
+    # the same query every time (make_knock's 12 `ver`), so most requests check none again.
+    query_cache: dict[bytes, dict[str, Any] | None] = field(default_factory=dict)
+
     def parse(self, path_match: re.Match[str], query_string: bytes) -> dict[str, Any] | None:
         """The handler's parameters, or None when Connexion should judge the request."""
         arguments: dict[str, Any] = {}
@@ -156,6 +163,22 @@ class CompiledOperation:
             if not parameter.check(value):
                 return None
             arguments[parameter.name] = value
+        if query_string in self.query_cache:
+            query = self.query_cache[query_string]
+        else:
+            query = self._parse_query(query_string)
+            if len(query_string) <= MAX_CACHED_QUERY_BYTES:
+                if len(self.query_cache) >= MAX_CACHED_QUERIES:
+                    self.query_cache.clear()
+                self.query_cache[query_string] = query
+        if query is None:
+            return None
+        # Copies: the handler gets its own lists.
+        arguments.update({k: list(v) if isinstance(v, list) else v for k, v in query.items()})
+        return {name: value for name, value in arguments.items() if name in self.handler_arguments}
+
+    def _parse_query(self, query_string: bytes) -> dict[str, Any] | None:
+        arguments: dict[str, Any] = {}
         values: dict[str, list[str]] = {}
         if query_string:
             for name, value in _parse_query(query_string):
@@ -174,7 +197,7 @@ class CompiledOperation:
             if not parameter.check(checked):
                 return None
             arguments[name] = checked
-        return {name: value for name, value in arguments.items() if name in self.handler_arguments}
+        return arguments
 
 
 def _parse_query(query_string: bytes) -> list[tuple[str, str]]:

@@ -12,12 +12,13 @@ Modules, each one hop from the operation that uses it:
 """
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from signedjson.types import SigningKey
 
 from app.federation.client import FederationClient
 from app.federation.keyring import Keyring
+from app.rooms.hosted import RoomHeads
 from app.rooms.persist import PduQueue
 from db.store import Store
 
@@ -38,3 +39,5 @@ class Resident:
     federation: FederationClient | None = None
     # The bound on one /get_missing_events request (config missing_events_timeout_s)
     missing_events_timeout_s: float = 10.0
+    # What the template endpoints read of each room, kept while the room is unchanged
+    heads: RoomHeads = field(default_factory=RoomHeads)

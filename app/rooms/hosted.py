@@ -1,10 +1,14 @@
 """Rooms hosted here: lookups that answer 404, residency, the server ACL gate, state reads."""
 
+from dataclasses import dataclass, field
+
+from app.federation.lru import LruCache
 from db.store import Store
 from matrix.acl import check_server_acl
 from matrix.auth_rules import StateKey
 from matrix.errors import MatrixError
 from matrix.ids import parse_room_id
+from matrix.membership import MAX_TEMPLATE_PREV_EVENTS
 from matrix.room_events import parse_room_version
 from matrix.room_versions import RoomVersion, get_room_version
 from matrix.types import JsonDict
@@ -30,6 +34,71 @@ def load_resident_room(store: Store, room_id: str, server_name: str) -> RoomVers
     if room_version is None or not store.has_local_joined_member(room_id, server_name):
         raise MatrixError("M_NOT_FOUND", f"Unknown room {room_id}")
     return room_version
+
+
+StateWithIds = dict[StateKey, tuple[str, JsonDict]]
+
+
+@dataclass
+class RoomHead:
+    """What a make_knock / make_join / make_leave template is built on, as of one change_seq
+    of the room (db migration 011): its version, its newest events, its current state (read
+    once per change, never for one user's membership). Shared by requests: read only."""
+
+    change_seq: int
+    room_version: RoomVersion
+    prev_events: list[tuple[str, int]]
+    state: dict[StateKey, tuple[str, JsonDict] | None] = field(default_factory=dict)
+
+    def get_state(self, store: Store, room_id: str, keys: list[StateKey]) -> StateWithIds:
+        """(event id, event) of the current state events for ``keys`` that exist, in order."""
+        missing = [key for key in keys if key not in self.state]
+        found = store.get_current_state_events_with_ids(room_id, missing) if missing else {}
+        for key in missing:
+            # A user's membership is asked for once per user: not worth keeping.
+            if key[0] != "m.room.member":
+                self.state[key] = found.get(key)
+        result: StateWithIds = {}
+        for key in keys:
+            entry = found.get(key) or self.state.get(key)
+            if entry is not None:
+                result[key] = entry
+        return result
+
+    def check_origin_acl(self, store: Store, room_id: str, origin: str) -> None:
+        """SS §Server Access Control Lists: a denied origin's room requests are 403."""
+        acl = self.get_state(store, room_id, [ACL_KEY]).get(ACL_KEY)
+        check_server_acl(origin, acl[1]["content"] if acl else None)
+
+
+# Per worker; an entry is a few events, so this is well under a megabyte.
+MAX_CACHED_ROOM_HEADS = 1024
+
+
+class RoomHeads:
+    """The RoomHead of each room recently asked for, checked against the room's change_seq on
+    every request (one primary-key read), so a change made by any process is seen at once."""
+
+    def __init__(self, max_rooms: int = MAX_CACHED_ROOM_HEADS):
+        self._heads: LruCache[str, RoomHead] = LruCache(max_rooms)
+
+    def load_resident_room(self, store: Store, room_id: str, server_name: str) -> RoomHead:
+        """load_resident_room's answer (the same 404s) with the room's head."""
+        change = store.get_room_change(room_id)
+        if change is None:
+            raise MatrixError("M_NOT_FOUND", f"Unknown room {room_id}")
+        _version, change_seq = change
+        head = self._heads.get(room_id)
+        if head is not None and head.change_seq == change_seq:
+            return head
+        room_version = load_resident_room(store, room_id, server_name)
+        head = RoomHead(
+            change_seq,
+            room_version,
+            store.get_forward_extremities(room_id, MAX_TEMPLATE_PREV_EVENTS),
+        )
+        self._heads.set(room_id, head)
+        return head
 
 
 def check_origin_acl(store: Store, room_id: str, origin: str) -> None:

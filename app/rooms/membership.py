@@ -10,7 +10,6 @@ from matrix.errors import MatrixError
 from matrix.events import sign_event
 from matrix.ids import get_domain
 from matrix.membership import (
-    MAX_TEMPLATE_PREV_EVENTS,
     build_membership_template,
     check_membership_pdu,
     check_restricted_join_allowed,
@@ -41,18 +40,20 @@ def build_make_membership_response(
     authorisation (400 / 403), then the auth rules on the template (403).
     """
     store = resident.store
-    room_version = hosted.load_resident_room(store, room_id, resident.server_name)
-    hosted.check_origin_acl(store, room_id, origin)
+    # The room's version, newest events and state, read once per change of the room.
+    head = resident.heads.load_resident_room(store, room_id, resident.server_name)
+    room_version = head.room_version
+    head.check_origin_acl(store, room_id, origin)
     if supported_versions is not None:
         check_room_version_supported(room_version, supported_versions)
     check_user_on_origin(user_id, origin)
     authoriser = None
     if membership == "join":
         authoriser = _get_restricted_join_authoriser(resident, room_id, room_version, user_id)
-    found = store.get_current_state_events_with_ids(
-        room_id, get_membership_state_keys(user_id, membership, room_version, authoriser)
+    found = head.get_state(
+        store, room_id, get_membership_state_keys(user_id, membership, room_version, authoriser)
     )
-    prev_events = store.get_forward_extremities(room_id, MAX_TEMPLATE_PREV_EVENTS)
+    prev_events = head.prev_events
     event_hashes = None
     if room_version.event_id_format is EventIdFormat.V1:
         # rooms/v1: a v1/v2 template's references carry each event's reference hash.
@@ -128,8 +129,10 @@ async def accept_membership_pdu(
     the intake, which stores the event and sends it to the room's other servers on the
     sender's behalf (SS §Joining Rooms)."""
     store = resident.store
-    room_version = hosted.load_resident_room(store, room_id, resident.server_name)
-    hosted.check_origin_acl(store, room_id, origin)
+    # The room's version, newest events and state, read once per change of the room.
+    head = resident.heads.load_resident_room(store, room_id, resident.server_name)
+    room_version = head.room_version
+    head.check_origin_acl(store, room_id, origin)
     countersign = None
     if membership == "join":
         countersign = partial(_countersign_restricted_join, resident, room_id, room_version)

@@ -291,3 +291,60 @@ def test_make_knock_prev_events_capped_at_ten(env):
     # All at the same depth: newest first, the ten most recent knocks.
     assert event["prev_events"] == knocks[::-1][:10]
     assert event["depth"] == parent_depth + 2
+
+
+# What a worker keeps of a room between requests (app/rooms/hosted.py RoomHeads) -------------
+# env.admin writes through its own connection, as the CLI and other workers do.
+
+
+def test_make_knock_sees_a_new_event_written_by_another_connection(env):
+    room_id = create_room(env.admin, "12", "knock")
+    first = env.make_knock(room_id).json()["event"]
+    assert env.make_knock(room_id).json()["event"]["prev_events"] == first["prev_events"]
+    message_id = env.admin.send_message(room_id, "hello")
+    second = env.make_knock(room_id).json()["event"]
+    assert second["prev_events"] == [message_id]
+    assert second["depth"] == first["depth"] + 1
+
+
+def test_make_knock_sees_a_state_change_written_by_another_connection(env):
+    room_id = create_room(env.admin, "11", "knock")
+    assert env.make_knock(room_id).status_code == 200
+    env.admin.set_server_acl(room_id, allow=["*"], deny=["127.0.0.1"], allow_ip_literals=True)
+    assert_error(env.make_knock(room_id), 403, "M_FORBIDDEN")
+    env.admin.set_join_rule(room_id, "invite")
+    env.admin.set_server_acl(room_id, allow=["*"], deny=[], allow_ip_literals=True)
+    assert_error(env.make_knock(room_id), 403, "M_FORBIDDEN")  # join rule invite
+    env.admin.set_join_rule(room_id, "knock")
+    event = env.make_knock(room_id).json()["event"]
+    join_rules = env.store.get_current_state_events_with_ids(room_id, [("m.room.join_rules", "")])
+    assert join_rules[("m.room.join_rules", "")][0] in event["auth_events"]
+
+
+def test_make_knock_room_left_after_a_cached_answer_is_404(env):
+    room_id = create_room(env.admin, "10", "knock")
+    assert env.make_knock(room_id).status_code == 200
+    env.admin.leave_user(room_id, f"@admin:{SERVER_NAME}")
+    assert_error(env.make_knock(room_id), 404, "M_NOT_FOUND")
+
+
+def test_make_knock_user_membership_is_read_per_request(env):
+    # The knocker's own membership is never kept: a ban after a good answer is a 403 at once.
+    room_id = create_room(env.admin, "12", "knock")
+    assert env.make_knock(room_id).status_code == 200
+    env.admin.ban(room_id, env.user)
+    assert_error(env.make_knock(room_id), 403, "M_FORBIDDEN")
+    # Another user of the same server is unaffected.
+    assert env.make_knock(room_id, f"@bob:{env.remote.server_name}").status_code == 200
+
+
+def test_make_knock_cached_state_is_not_changed_by_serving(env):
+    room_id = create_room(env.admin, "12", "knock")
+    before = env.store.get_current_state(room_id)
+    answers = [env.make_knock(room_id).json()["event"] for _ in range(3)]
+    assert env.store.get_current_state(room_id) == before
+    assert all(
+        {k: v for k, v in a.items() if k != "origin_server_ts"}
+        == {k: v for k, v in answers[0].items() if k != "origin_server_ts"}
+        for a in answers
+    )

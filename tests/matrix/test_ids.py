@@ -95,6 +95,22 @@ def test_parse_server_name_raises_invalid_param_when_malformed(name: str) -> Non
     assert exc_info.value.errcode == "M_INVALID_PARAM"
 
 
+@pytest.mark.parametrize("value", [None, 8448, ["example.org"], {"a": 1}])
+def test_parse_server_name_refuses_what_is_not_a_string(value) -> None:
+    # Names can come from hostile JSON; a list must be a Matrix error, not a TypeError.
+    with pytest.raises(MatrixError) as exc_info:
+        parse_server_name(value)
+    assert exc_info.value.errcode == "M_INVALID_PARAM"
+
+
+def test_parse_server_name_refuses_a_bad_name_every_time() -> None:
+    # Valid names are remembered; a refused one is not, so it is refused again.
+    for _ in range(2):
+        with pytest.raises(MatrixError):
+            parse_server_name("bad name")
+    assert parse_server_name("example.org") == parse_server_name("example.org")
+
+
 @pytest.mark.parametrize(
     ("name", "expected"),
     [

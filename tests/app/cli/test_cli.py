@@ -1,6 +1,7 @@
 """The `antechamber` command line: keys commands in-process, and `serve` as a real process."""
 
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -170,3 +171,16 @@ def test_cli_admin_rotate_token_then_token_shows_it(cli_env, capsys):
     assert capsys.readouterr().out.strip() == rotated["token"]
     assert main(["admin", "rotate-token", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["token"] != rotated["token"]
+
+
+@pytest.mark.parametrize("created", [0.0, 1_764_770_000.0005, 1_764_770_000.9999, 1_764_770_001.25])
+def test_log_line_formatter_writes_what_the_stdlib_formatter_writes(created):
+    from app.cli import LOG_FORMAT, LineFormatter
+
+    fast = LineFormatter(LOG_FORMAT)
+    for when in (created, created + 0.5, created + 1.0, created):  # cached second, then a new one
+        record = logging.LogRecord(
+            "antechamber.access", logging.INFO, "", 0, "GET %s", ("/x",), None
+        )
+        record.created, record.msecs = when, (when - int(when)) * 1000
+        assert fast.format(record) == logging.Formatter(LOG_FORMAT).format(record)

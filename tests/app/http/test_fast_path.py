@@ -5,7 +5,12 @@ from urllib.parse import quote
 import pytest
 from starlette.testclient import TestClient
 
-from app.http.fast_path import FastPathMiddleware, _predicate
+from app.http.fast_path import (
+    MAX_CACHED_QUERIES,
+    MAX_CACHED_QUERY_BYTES,
+    FastPathMiddleware,
+    _predicate,
+)
 from app.main import create_app
 from app.signing_key import load_or_generate_signing_key
 from db.store import Store
@@ -58,6 +63,30 @@ def test_fast_path_is_in_front_of_connexion(federation_config, clock):
     while not isinstance(layer, FastPathMiddleware):
         layer = layer.app
     assert [op.operation_id for op in layer.operations] == ["handlers.knock.make_knock"]
+
+
+def test_fast_path_query_memory_is_bounded(federation_config, clock):
+    app = create_app(federation_config, clock=clock)
+    layer = app
+    while not isinstance(layer, FastPathMiddleware):
+        layer = layer.app
+    (operation,) = layer.operations
+    path = "/_matrix/federation/v1/make_knock/!r:a.example/@u:b.example"
+    match = operation.path_regex.match(path)
+    for index in range(MAX_CACHED_QUERIES * 2):
+        arguments = operation.parse(match, f"ver={index}".encode())
+        assert arguments["ver"] == [str(index)]
+        assert len(operation.query_cache) <= MAX_CACHED_QUERIES
+    # A long query is checked but not remembered; one that is not for this layer stays so.
+    long_query = ("ver=12&" * (MAX_CACHED_QUERY_BYTES // 7 + 1)).encode()
+    assert operation.parse(match, long_query) is not None
+    assert long_query not in operation.query_cache
+    assert operation.parse(match, b"ver=12&extra=1") is None
+    assert operation.parse(match, b"ver=12&extra=1") is None
+    # The handler gets its own list each time.
+    first = operation.parse(match, b"ver=12")
+    first["ver"].append("mutated")
+    assert operation.parse(match, b"ver=12")["ver"] == ["12"]
 
 
 def test_fast_path_answers_like_the_full_stack(both, remote):
