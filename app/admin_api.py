@@ -57,7 +57,7 @@ def create_admin_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: Any) -> AsyncIterator[dict[str, Any]]:
-        store = Store.open(config.database_path)
+        store = Store.open(config.database)
         signing_key = load_or_generate_signing_key(config.resolved_signing_key_path)
         load_or_generate_admin_token(config.admin_token_path)
         http = FederationHttp(config)

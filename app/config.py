@@ -52,8 +52,11 @@ class Config:
     server_name: str = "localhost:8448"
     bind_host: str = "127.0.0.1"
     bind_port: int = 8448
-    # Holds the SQLite database and, by default, the signing key.
+    # Holds the SQLite database (unless database_url names another) and the signing key.
     data_dir: str = "./data"
+    # "" (SQLite at <data_dir>/antechamber.db), sqlite:///path, or postgresql://user@host/db:
+    # several instances with the same server_name and signing key may share a PostgreSQL one.
+    database_url: str = ""
     # Synapse's one-line format "ed25519 <key_id> <seed>", so keys move between servers.
     signing_key_path: str = ""
     # Both set: serve HTTPS. Unset: plain HTTP (behind a reverse proxy).
@@ -106,8 +109,9 @@ class Config:
     extra: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     @property
-    def database_path(self) -> Path:
-        return Path(self.data_dir) / "antechamber.db"
+    def database(self) -> str:
+        """The database to open: ``database_url``, or SQLite in the data dir by default."""
+        return self.database_url or f"sqlite:///{Path(self.data_dir) / 'antechamber.db'}"
 
     @property
     def resolved_signing_key_path(self) -> Path:
@@ -241,6 +245,12 @@ def _check(config: Config) -> Config:
         )
     if config.max_request_uri_bytes < 1024:
         raise ConfigError("config key 'max_request_uri_bytes': must be at least 1024")
+    if config.database_url and not config.database_url.startswith(
+        ("sqlite:///", "postgresql://", "postgres://")
+    ):
+        raise ConfigError(
+            "config key 'database_url': expected sqlite:///<path> or postgresql://<user>@<host>/<db>"
+        )
     if config.docs_path and not config.docs_path.startswith("/"):
         raise ConfigError("config key 'docs_path': must start with '/'")
     return config

@@ -31,6 +31,7 @@ from app.http.paths import EncodedSlashMiddleware
 from app.http.ratelimit import RateLimiter
 from app.rooms import Resident
 from app.signing_key import key_id, load_old_verify_keys, load_or_generate_signing_key
+from db.dialect import redact_url
 from db.store import Store
 from matrix.errors import MatrixError
 
@@ -62,7 +63,7 @@ def create_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: Any) -> AsyncIterator[dict[str, Any]]:
-        store = Store.open(config.database_path)
+        store = Store.open(config.database)
         signing_key = load_or_generate_signing_key(config.resolved_signing_key_path)
         # Outbound connection pools (discovery, TLS, SSRF guard): one for PDU delivery, and the
         # keyring's own, so key fetches that unsigned requests cause never delay delivery.
@@ -108,7 +109,7 @@ def create_app(
             "Serving %s with key ed25519:%s, database %s",
             config.server_name,
             signing_key.version,
-            config.database_path,
+            redact_url(config.database),
         )
         # Everything built so far (the contract, validators, modules) lives as long as the
         # worker: move it out of the collector's sight, so full collections only walk what

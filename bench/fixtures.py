@@ -84,7 +84,7 @@ def _batched(items: Iterator[tuple], size: int) -> Iterator[list[tuple]]:
 
 
 def _count_events(store: Store, room_id: str) -> int:
-    row = store.conn.execute("SELECT count(*) FROM events WHERE room_id = ?", (room_id,))
+    row = store.db.execute("SELECT count(*) FROM events WHERE room_id = ?", (room_id,))
     return int(row.fetchone()[0])
 
 

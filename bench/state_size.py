@@ -22,7 +22,7 @@ from tests.factories import make_room_admin, make_signing_key
 
 def _table_bytes(store: Store, table: str) -> int | None:
     try:
-        row = store.conn.execute("SELECT sum(pgsize) FROM dbstat WHERE name = ?", (table,))
+        row = store.db.conn.execute("SELECT sum(pgsize) FROM dbstat WHERE name = ?", (table,))
     except Exception:  # SQLite built without the dbstat table
         return None
     value = row.fetchone()[0]
@@ -54,7 +54,7 @@ def main() -> None:
         room = build_member_room(admin, args.members, f"{args.members} members")
         newest = store.get_recent_events(room.room_id, 1)[0].event_id
         count = {
-            table: store.conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+            table: store.db.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
             for table in ("events", "current_state", "state_groups", "state_group_deltas")
         }
         state = store.get_state_ids_at(newest, after=True) or {}

@@ -1,11 +1,9 @@
 """Schema migrations, applied in order once each; the applied ones are recorded in the database."""
 
 import json
-import sqlite3
 from collections.abc import Callable
 
-import sqlite_utils
-
+from db.dialect import Database, now_s
 from db.state_groups import StateGroups
 
 _M001_ROOMS_AND_EVENTS = """
@@ -71,13 +69,20 @@ CREATE TABLE room_server_joined_members (
     joined_count INTEGER NOT NULL,
     PRIMARY KEY (room_id, server_name)
 ) WITHOUT ROWID;
--- Rooms stored before this migration: count their current joined members once.
-INSERT INTO room_server_joined_members (room_id, server_name, joined_count)
-    SELECT room_id, substr(state_key, instr(state_key, ':') + 1), count(*)
-    FROM current_state
-    WHERE type = 'm.room.member' AND membership = 'join' AND instr(state_key, ':') > 0
-    GROUP BY room_id, substr(state_key, instr(state_key, ':') + 1)
 """
+
+
+def _m003_joined_members_per_server(db: Database) -> None:
+    db.run_ddl(_M003_JOINED_MEMBERS_PER_SERVER)
+    # Rooms stored before this migration: count their current joined members once.
+    server = db.server_name_sql("state_key")
+    db.execute(
+        "INSERT INTO room_server_joined_members (room_id, server_name, joined_count)"
+        f" SELECT room_id, {server}, count(*) FROM current_state"
+        " WHERE type = 'm.room.member' AND membership = 'join' AND state_key LIKE '%:%'"
+        f" GROUP BY room_id, {server}"
+    )
+
 
 _M004_RECEIVED_TRANSACTIONS = """
 -- SS §Transactions: the answer to each (origin, txnId) received, so a retried transaction is
@@ -153,10 +158,10 @@ DROP INDEX events_state_history
 """
 
 
-def _m008_state_at_stored_events(conn: sqlite3.Connection) -> None:
+def _m008_state_at_stored_events(db: Database) -> None:
     """Events stored before state groups existed get theirs, replayed in stream order."""
-    groups = StateGroups(conn)
-    rows = conn.execute(
+    groups = StateGroups(db)
+    rows = db.execute(
         "SELECT e.event_id, e.room_id, r.room_version, e.rejected, e.json FROM events AS e"
         " JOIN rooms AS r ON r.room_id = e.room_id ORDER BY e.stream_ordering"
     )
@@ -179,11 +184,25 @@ CREATE TABLE event_auth_edges (
     event_id TEXT NOT NULL,
     PRIMARY KEY (auth_event_id, event_id)
 ) WITHOUT ROWID;
+"""
+
+_M010_AUTH_EDGES_OF_STORED_EVENTS = {
+    "sqlite": """
 INSERT OR IGNORE INTO event_auth_edges (auth_event_id, event_id)
     SELECT CASE a.type WHEN 'array' THEN json_extract(a.value, '$[0]') ELSE a.value END,
         e.event_id
     FROM events AS e, json_each(e.json, '$.auth_events') AS a
-"""
+""",
+    # PostgreSQL databases begin at a release that writes every edge with its event (and
+    # `antechamber db migrate` copies the table): there are none to carry.
+    "postgresql": "",
+}
+
+
+def _m010_auth_edges(db: Database) -> None:
+    db.run_ddl(_M010_AUTH_EDGES)
+    db.run_ddl(_M010_AUTH_EDGES_OF_STORED_EVENTS[db.dialect])
+
 
 _M011_ROOM_CHANGE_SEQ = """
 -- Bumped in the transaction that changes a room's forward extremities or current state (and so
@@ -192,56 +211,63 @@ _M011_ROOM_CHANGE_SEQ = """
 ALTER TABLE rooms ADD COLUMN change_seq INTEGER NOT NULL DEFAULT 0
 """
 
-Migration = str | Callable[[sqlite3.Connection], None]
+_M012_AUTH_EDGES_BY_EVENT = """
+-- The auth chain is walked from an event to the events it cites (get_auth_chain_ids): the
+-- edges table read by its second column, in place of parsing each event's JSON.
+CREATE INDEX event_auth_edges_by_event ON event_auth_edges (event_id, auth_event_id)
+"""
+
+# SQL written for SQLite (db/dialect.py turns it into PostgreSQL's), or a function taking the
+# database, for a step whose SQL differs.
+Migration = str | Callable[[Database], None]
 
 # (name, SQL script or function). Append only; never edit an applied migration.
 MIGRATIONS: list[tuple[str, Migration]] = [
     ("001_rooms_and_events", _M001_ROOMS_AND_EVENTS),
     ("002_server_keys", _M002_SERVER_KEYS),
-    ("003_joined_members_per_server", _M003_JOINED_MEMBERS_PER_SERVER),
+    ("003_joined_members_per_server", _m003_joined_members_per_server),
     ("004_received_transactions", _M004_RECEIVED_TRANSACTIONS),
     ("005_outbox", _M005_OUTBOX),
     ("006_soft_failed", _M006_SOFT_FAILED),
     ("007_state_groups", _M007_STATE_GROUPS),
     ("008_state_at_stored_events", _m008_state_at_stored_events),
     ("009_outliers", _M009_OUTLIERS),
-    ("010_auth_edges", _M010_AUTH_EDGES),
+    ("010_auth_edges", _m010_auth_edges),
     ("011_room_change_seq", _M011_ROOM_CHANGE_SEQ),
+    ("012_auth_edges_by_event", _M012_AUTH_EDGES_BY_EVENT),
 ]
 
 
-def apply_migrations(db: sqlite_utils.Database) -> list[str]:
-    """Apply every migration not yet recorded, each in its own transaction; return their names."""
-    conn = db.conn
-    conn.execute(
-        "CREATE TABLE IF NOT EXISTS _migrations (name TEXT PRIMARY KEY, applied_ts INTEGER)"
-    )
-    applied = []
-    for name, script in MIGRATIONS:
-        # BEGIN IMMEDIATE: two workers starting together apply each migration exactly once.
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            if conn.execute("SELECT 1 FROM _migrations WHERE name = ?", [name]).fetchone():
-                conn.execute("ROLLBACK")
-                continue
-            if callable(script):
-                script(conn)
-            else:
-                for statement in _statements(script):
-                    conn.execute(statement)
-            conn.execute(
-                "INSERT INTO _migrations (name, applied_ts) VALUES (?, strftime('%s','now'))",
-                [name],
-            )
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        applied.append(name)
-    return applied
+def apply_migrations(db: Database) -> list[str]:
+    """Apply every migration not yet recorded, each in its own transaction; return their names.
 
-
-def _statements(script: str) -> list[str]:
-    """Split a migration script into statements (no semicolons inside our SQL literals)."""
-    lines = [line for line in script.splitlines() if not line.strip().startswith("--")]
-    return [s.strip() for s in "\n".join(lines).split(";") if s.strip()]
+    Two processes starting together apply each migration exactly once: on SQLite each runs in
+    BEGIN IMMEDIATE, on PostgreSQL all run under one advisory lock.
+    """
+    db.lock_migrations()
+    try:
+        db.execute(
+            "CREATE TABLE IF NOT EXISTS _migrations (name TEXT PRIMARY KEY, applied_ts BIGINT)"
+        )
+        applied = []
+        for name, script in MIGRATIONS:
+            db.begin_write()
+            try:
+                if db.execute("SELECT 1 FROM _migrations WHERE name = ?", [name]).fetchone():
+                    db.rollback()
+                    continue
+                if callable(script):
+                    script(db)
+                else:
+                    db.run_ddl(script)
+                db.execute(
+                    "INSERT INTO _migrations (name, applied_ts) VALUES (?, ?)", [name, now_s()]
+                )
+                db.commit()
+            except BaseException:
+                db.rollback()
+                raise
+            applied.append(name)
+        return applied
+    finally:
+        db.unlock_migrations()

@@ -16,11 +16,11 @@
 # stored as a group derived from the deepest of them.
 
 import json
-import sqlite3
 from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
+from db.dialect import Database
 from matrix.events import get_event_reference_ids
 from matrix.room_versions import RoomVersion, StateResVersion, get_room_version
 from matrix.state_res import (
@@ -44,8 +44,8 @@ class StateGroups:
     read is cached; ``forget`` drops it all when a write transaction rolls back (an id written
     in it may be given again)."""
 
-    def __init__(self, conn: sqlite3.Connection):
-        self.conn = conn
+    def __init__(self, db: Database):
+        self.db = db
         # id -> (base, position)
         self._meta: dict[int, tuple[int | None, int]] = {}
         self._full: OrderedDict[int, StateIds] = OrderedDict()
@@ -61,7 +61,7 @@ class StateGroups:
     def _get_meta(self, group: int) -> tuple[int | None, int]:
         meta = self._meta.get(group)
         if meta is None:
-            row = self.conn.execute(
+            row = self.db.execute(
                 "SELECT base, position FROM state_groups WHERE id = ?", (group,)
             ).fetchone()
             if row is None:
@@ -91,7 +91,7 @@ class StateGroups:
         if not groups:
             return {}
         marks = ",".join("?" * len(groups))
-        rows = self.conn.execute(
+        rows = self.db.execute(
             "SELECT group_id, type, state_key, event_id FROM state_group_deltas"
             f" WHERE group_id IN ({marks}){where}",
             [*groups, *parameters],
@@ -148,7 +148,7 @@ class StateGroups:
         )
         parameters = [value for key in wanted for value in (*chain, *key)]
         best: dict[StateKey, tuple[int, str | None]] = {}
-        for group_id, event_type, state_key, event_id in self.conn.execute(sql, parameters):
+        for group_id, event_type, state_key, event_id in self.db.execute(sql, parameters):
             rank = order[group_id]
             key = (event_type, state_key)
             if key not in best or rank < best[key][0]:
@@ -162,7 +162,7 @@ class StateGroups:
         chain = self._descent(group)
         deltas = self._deltas(
             chain,
-            " AND type = 'm.room.member' AND substr(state_key, instr(state_key, ':') + 1) = ?",
+            f" AND type = 'm.room.member' AND {self.db.server_name_sql('state_key')} = ?",
             [server_name],
         )
         merged = self._overlay(chain, deltas)
@@ -216,12 +216,13 @@ class StateGroups:
             base = self._get_meta(chain[-1])[0] if chain else parent
         if base is None:
             delta = {key: event_id for key, event_id in delta.items() if event_id is not None}
-        cursor = self.conn.execute(
-            "INSERT INTO state_groups (room_id, base, position) VALUES (?, ?, ?)",
-            (room_id, base, position),
+        group = int(
+            self.db.execute(
+                "INSERT INTO state_groups (room_id, base, position) VALUES (?, ?, ?) RETURNING id",
+                (room_id, base, position),
+            ).fetchone()[0]
         )
-        group = int(cursor.lastrowid or 0)
-        self.conn.executemany(
+        self.db.executemany(
             "INSERT INTO state_group_deltas (group_id, type, state_key, event_id)"
             " VALUES (?, ?, ?, ?)",
             [(group, key[0], key[1], event_id) for key, event_id in delta.items()],
@@ -251,7 +252,7 @@ class StateGroups:
         state_key = event.get("state_key")
         if isinstance(state_key, str) and not rejected:
             after = self.create_group(room_id, before, {(str(event["type"]), state_key): event_id})
-        self.conn.execute(
+        self.db.execute(
             "INSERT INTO event_state (event_id, before_group, after_group) VALUES (?, ?, ?)",
             (event_id, before, after),
         )
@@ -265,7 +266,7 @@ class StateGroups:
             return []
         marks = ",".join("?" * len(unique))
         rows = dict(
-            self.conn.execute(
+            self.db.execute(
                 f"SELECT event_id, after_group FROM event_state WHERE event_id IN ({marks})",
                 unique,
             ).fetchall()
@@ -274,7 +275,7 @@ class StateGroups:
 
     def get_event_groups(self, event_id: str) -> tuple[int | None, int | None] | None:
         """(before, after) groups of a stored event, or None when it has none."""
-        row = self.conn.execute(
+        row = self.db.execute(
             "SELECT before_group, after_group FROM event_state WHERE event_id = ?", (event_id,)
         ).fetchone()
         return None if row is None else (row[0], row[1])
@@ -300,14 +301,14 @@ class StateGroups:
 
         def get_event(event_id: str) -> dict[str, Any] | None:
             if event_id not in events:
-                row = self.conn.execute(
+                row = self.db.execute(
                     "SELECT json FROM events WHERE event_id = ?", (event_id,)
                 ).fetchone()
                 events[event_id] = None if row is None else _loads(row[0])
             return events[event_id]
 
         def is_rejected(event_id: str) -> bool:
-            row = self.conn.execute(
+            row = self.db.execute(
                 "SELECT rejected FROM events WHERE event_id = ?", (event_id,)
             ).fetchone()
             return row is not None and bool(row[0])
@@ -408,7 +409,7 @@ class StateGroups:
         waiting = deque([event_id])
         while waiting:
             cited = waiting.popleft()
-            for (citer,) in self.conn.execute(
+            for (citer,) in self.db.execute(
                 "SELECT event_id FROM event_auth_edges WHERE auth_event_id = ?", (cited,)
             ):
                 if citer in seen:

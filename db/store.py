@@ -1,16 +1,15 @@
-"""The one Store: every read and write of Antechamber's SQLite database, named for its intent."""
+"""The one Store: every read and write of Antechamber's database, named for its intent."""
 
 import contextlib
 import json
-import sqlite3
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import sqlite_utils
 from canonicaljson import encode_canonical_json
 
+from db.dialect import Database, open_database
 from db.migrations import apply_migrations
 from db.state_groups import StateGroups, get_state_changes
 from matrix.events import get_event_reference_ids
@@ -48,38 +47,38 @@ class UnknownRoomError(LookupError):
 
 
 class Store:
-    """One SQLite connection (per process or thread) in WAL mode; writes in transactions."""
+    """One database connection (SQLite) or pool (PostgreSQL) per process; writes in
+    transactions (db/dialect.py has what differs between the two)."""
 
-    def __init__(self, db: sqlite_utils.Database):
+    def __init__(self, db: Database):
         self.db = db
-        self.conn: sqlite3.Connection = db.conn
         self._in_write_transaction = False
         self._after_commit: list[Callable[[], None]] = []
-        self._groups = StateGroups(self.conn)
+        self._groups = StateGroups(self.db)
 
     @classmethod
-    def open(cls, path: Path | str) -> "Store":
-        """Open (creating if needed) the database at ``path`` and bring its schema up to date."""
-        if str(path) != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
-        conn = sqlite3.connect(str(path), timeout=30.0, check_same_thread=False)
-        db = sqlite_utils.Database(conn)
-        # WAL: readers never block the writer; synchronous=NORMAL is durable across process
-        # crashes (a kill -9 loses nothing committed), which is what a crash mid-write needs.
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute("PRAGMA synchronous=NORMAL")
-        conn.execute("PRAGMA foreign_keys=ON")
-        conn.execute("PRAGMA busy_timeout=30000")
-        apply_migrations(db)
+    def open(cls, target: Path | str) -> "Store":
+        """Open (creating if needed) the database at ``target`` (a SQLite file path, or a
+        ``sqlite:///`` or ``postgresql://`` URL) and bring its schema up to date."""
+        db = open_database(target)
+        try:
+            apply_migrations(db)
+        except BaseException:
+            db.close()
+            raise
         return cls(db)
 
     def close(self) -> None:
-        self.conn.close()
+        self.db.close()
+
+    @property
+    def dialect(self) -> str:
+        return self.db.dialect
 
     # Remote server keys -------------------------------------------------------------------
 
     def get_server_key(self, server_name: str, key_id: str) -> StoredServerKey | None:
-        row = self.conn.execute(
+        row = self.db.execute(
             "SELECT verify_key, valid_until_ts, expired_ts FROM server_keys"
             " WHERE server_name = ? AND key_id = ?",
             (server_name, key_id),
@@ -89,13 +88,13 @@ class Store:
         return StoredServerKey(server_name, key_id, row[0], row[1], row[2])
 
     def get_server_key_ids(self, server_name: str) -> set[str]:
-        rows = self.conn.execute(
+        rows = self.db.execute(
             "SELECT key_id FROM server_keys WHERE server_name = ?", (server_name,)
         ).fetchall()
         return {row[0] for row in rows}
 
     def has_server_keys(self, server_name: str) -> bool:
-        row = self.conn.execute(
+        row = self.db.execute(
             "SELECT 1 FROM server_keys WHERE server_name = ? LIMIT 1", (server_name,)
         ).fetchone()
         return row is not None
@@ -108,11 +107,13 @@ class Store:
     ) -> None:
         """Insert or replace the keys learned from one key response, atomically; with
         ``keep_per_server``, only that many most recently fetched rows of each server remain."""
-        with self.conn:
-            self.conn.executemany(
-                "INSERT OR REPLACE INTO server_keys"
+        with self.write_transaction():
+            self.db.executemany(
+                "INSERT INTO server_keys"
                 " (server_name, key_id, verify_key, valid_until_ts, expired_ts, fetched_ts)"
-                " VALUES (?, ?, ?, ?, ?, ?)",
+                " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (server_name, key_id) DO UPDATE SET"
+                " verify_key = excluded.verify_key, valid_until_ts = excluded.valid_until_ts,"
+                " expired_ts = excluded.expired_ts, fetched_ts = excluded.fetched_ts",
                 [
                     (
                         k.server_name,
@@ -127,7 +128,7 @@ class Store:
             )
             if keep_per_server is not None:
                 for server_name in {k.server_name for k in keys}:
-                    self.conn.execute(
+                    self.db.execute(
                         "DELETE FROM server_keys WHERE server_name = ? AND key_id NOT IN"
                         " (SELECT key_id FROM server_keys WHERE server_name = ?"
                         "  ORDER BY fetched_ts DESC, key_id LIMIT ?)",
@@ -136,17 +137,15 @@ class Store:
 
     def delete_server_keys_fetched_before(self, fetched_ts: int) -> int:
         """Forget keys fetched before ``fetched_ts``; how many rows went."""
-        with self.conn:
-            cursor = self.conn.execute(
-                "DELETE FROM server_keys WHERE fetched_ts < ?", (fetched_ts,)
-            )
+        with self.write_transaction():
+            cursor = self.db.execute("DELETE FROM server_keys WHERE fetched_ts < ?", (fetched_ts,))
         return cursor.rowcount
 
     # Rooms and events: reads ----------------------------------------------------------------
     # Hot-path reads are point lookups on a primary key or index; none scans a room.
 
     def get_room_version(self, room_id: str) -> str | None:
-        row = self.conn.execute(
+        row = self.db.execute(
             "SELECT room_version FROM rooms WHERE room_id = ?", (room_id,)
         ).fetchone()
         return None if row is None else str(row[0])
@@ -154,35 +153,33 @@ class Store:
     def get_room_change(self, room_id: str) -> tuple[str, int] | None:
         """(room_version, change_seq) of a stored room: change_seq moves whenever its forward
         extremities or current state may have changed (one primary-key read)."""
-        row = self.conn.execute(
+        row = self.db.execute(
             "SELECT room_version, change_seq FROM rooms WHERE room_id = ?", (room_id,)
         ).fetchone()
         return None if row is None else (str(row[0]), int(row[1]))
 
     def list_rooms(self) -> list[StoredRoom]:
         """Every room, oldest first (admin/CLI only)."""
-        rows = self.conn.execute(
+        rows = self.db.execute(
             "SELECT room_id, room_version, created_ts FROM rooms ORDER BY created_ts, room_id"
         ).fetchall()
         return [StoredRoom(row[0], row[1], row[2]) for row in rows]
 
     def get_event(self, event_id: str) -> JsonDict | None:
         """The PDU exactly as stored (rejected events included), or None."""
-        row = self.conn.execute(
-            "SELECT json FROM events WHERE event_id = ?", (event_id,)
-        ).fetchone()
+        row = self.db.execute("SELECT json FROM events WHERE event_id = ?", (event_id,)).fetchone()
         return None if row is None else _parse(row[0])
 
     def is_event_soft_failed(self, event_id: str) -> bool | None:
         """Whether the stored event was soft-failed (SS §Soft failure); None when unknown."""
-        row = self.conn.execute(
+        row = self.db.execute(
             "SELECT soft_failed FROM events WHERE event_id = ?", (event_id,)
         ).fetchone()
         return None if row is None else bool(row[0])
 
     def is_event_rejected(self, event_id: str) -> bool | None:
         """Whether the stored event was rejected by the auth rules; None when it is unknown."""
-        row = self.conn.execute(
+        row = self.db.execute(
             "SELECT rejected FROM events WHERE event_id = ?", (event_id,)
         ).fetchone()
         return None if row is None else bool(row[0])
@@ -193,7 +190,7 @@ class Store:
         if not event_ids:
             return {}
         marks = ",".join("?" * len(event_ids))
-        rows = self.conn.execute(
+        rows = self.db.execute(
             f"SELECT event_id, json FROM events WHERE event_id IN ({marks}) AND rejected = 0",
             list(event_ids),
         ).fetchall()
@@ -204,7 +201,7 @@ class Store:
         if not event_ids:
             return {}
         marks = ",".join("?" * len(event_ids))
-        rows = self.conn.execute(
+        rows = self.db.execute(
             f"SELECT event_id, room_id FROM events WHERE event_id IN ({marks})",
             list(event_ids),
         ).fetchall()
@@ -216,14 +213,14 @@ class Store:
         if not unique:
             return None
         marks = ",".join("?" * len(unique))
-        count, newest = self.conn.execute(
+        count, newest = self.db.execute(
             f"SELECT count(*), max(stream_ordering) FROM events WHERE event_id IN ({marks})",
             unique,
         ).fetchone()
         return int(newest) if count == len(unique) else None
 
     def get_stream_ordering(self, event_id: str) -> int | None:
-        row = self.conn.execute(
+        row = self.db.execute(
             "SELECT stream_ordering FROM events WHERE event_id = ?", (event_id,)
         ).fetchone()
         return None if row is None else int(row[0])
@@ -231,7 +228,7 @@ class Store:
     def get_current_state_event(
         self, room_id: str, event_type: str, state_key: str
     ) -> JsonDict | None:
-        row = self.conn.execute(
+        row = self.db.execute(
             "SELECT e.json FROM current_state AS cs JOIN events AS e ON e.event_id = cs.event_id"
             " WHERE cs.room_id = ? AND cs.type = ? AND cs.state_key = ?",
             (room_id, event_type, state_key),
@@ -262,13 +259,13 @@ class Store:
         parameters = [value for key in wanted for value in (room_id, *key)]
         rows = {
             (row[0], row[1]): (row[2], row[3])
-            for row in self.conn.execute(sql, parameters).fetchall()
+            for row in self.db.execute(sql, parameters).fetchall()
         }
         return {key: (rows[key][0], _parse(rows[key][1])) for key in wanted if key in rows}
 
     def get_current_state(self, room_id: str) -> list[JsonDict]:
         """The whole current state of a room, by (type, state_key) (admin/CLI only)."""
-        rows = self.conn.execute(
+        rows = self.db.execute(
             "SELECT e.json FROM current_state AS cs JOIN events AS e ON e.event_id = cs.event_id"
             " WHERE cs.room_id = ? ORDER BY cs.type, cs.state_key",
             (room_id,),
@@ -277,14 +274,14 @@ class Store:
 
     def get_current_state_ids(self, room_id: str) -> dict[StateKey, str]:
         """(type, state_key) -> event id for the whole current state (admin/CLI only)."""
-        rows = self.conn.execute(
+        rows = self.db.execute(
             "SELECT type, state_key, event_id FROM current_state WHERE room_id = ?", (room_id,)
         ).fetchall()
         return {(row[0], row[1]): row[2] for row in rows}
 
     def get_memberships(self, room_id: str, membership: str) -> list[JsonDict]:
         """Current m.room.member events with ``membership`` (admin/CLI only)."""
-        rows = self.conn.execute(
+        rows = self.db.execute(
             "SELECT e.json FROM current_state AS cs JOIN events AS e ON e.event_id = cs.event_id"
             " WHERE cs.room_id = ? AND cs.type = 'm.room.member' AND cs.membership = ?"
             " ORDER BY cs.state_key",
@@ -295,7 +292,7 @@ class Store:
     def get_current_members(self, room_id: str) -> list[tuple[str, JsonDict]]:
         """(event id, PDU) of every m.room.member event in current state, whatever the
         membership, by user id (admin/CLI only)."""
-        rows = self.conn.execute(
+        rows = self.db.execute(
             "SELECT cs.event_id, e.json FROM current_state AS cs"
             " JOIN events AS e ON e.event_id = cs.event_id"
             " WHERE cs.room_id = ? AND cs.type = 'm.room.member' ORDER BY cs.state_key",
@@ -306,7 +303,7 @@ class Store:
     def get_recent_events(self, room_id: str, limit: int) -> list[StoredEvent]:
         """The newest ``limit`` accepted events of a room by stream ordering, newest last
         (admin/CLI only: it walks the stream backwards from its end)."""
-        rows = self.conn.execute(
+        rows = self.db.execute(
             "SELECT event_id, stream_ordering, json FROM events"
             " WHERE room_id = ? AND rejected = 0 AND soft_failed = 0"
             " ORDER BY stream_ordering DESC LIMIT ?",
@@ -319,12 +316,16 @@ class Store:
     ) -> list[tuple[str, int]]:
         """(event_id, depth) of the room's forward extremities, deepest (then newest) first;
         at most ``limit`` of them (remote knocks built on old events can add many)."""
-        rows = self.conn.execute(
+        sql = (
             "SELECT fe.event_id, e.depth FROM forward_extremities AS fe"
             " JOIN events AS e ON e.event_id = fe.event_id"
-            " WHERE fe.room_id = ? ORDER BY e.depth DESC, e.stream_ordering DESC LIMIT ?",
-            (room_id, -1 if limit is None else limit),
-        ).fetchall()
+            " WHERE fe.room_id = ? ORDER BY e.depth DESC, e.stream_ordering DESC"
+        )
+        parameters: list[Any] = [room_id]
+        if limit is not None:
+            sql += " LIMIT ?"
+            parameters.append(max(limit, 0))
+        rows = self.db.execute(sql, parameters).fetchall()
         return [(row[0], int(row[1])) for row in rows]
 
     # State at every event (db/state_groups.py) --------------------------------------------
@@ -383,7 +384,7 @@ class Store:
             marks = ",".join("?" * len(chunk))
             known.update(
                 row[0]
-                for row in self.conn.execute(
+                for row in self.db.execute(
                     f"SELECT event_id FROM events WHERE event_id IN ({marks})", chunk
                 )
             )
@@ -397,7 +398,7 @@ class Store:
         for start in range(0, len(unique), 500):
             chunk = unique[start : start + 500]
             marks = ",".join("?" * len(chunk))
-            rows = self.conn.execute(
+            rows = self.db.execute(
                 f"SELECT event_id, type, state_key FROM events WHERE event_id IN ({marks})"
                 " AND room_id = ? AND state_key IS NOT NULL AND rejected = 0",
                 [*chunk, room_id],
@@ -414,7 +415,7 @@ class Store:
         marks = ",".join("?" * len(unique))
         known = {
             row[0]
-            for row in self.conn.execute(
+            for row in self.db.execute(
                 f"SELECT event_id FROM event_state WHERE event_id IN ({marks})", unique
             )
         }
@@ -430,7 +431,7 @@ class Store:
         """Record the state before and after an outlier as its origin told it (/state_ids at
         a missing prev event), so events built on it are judged on that state. Stored as a
         difference to the room's current state, which it mostly shares."""
-        row = self.conn.execute(
+        row = self.db.execute(
             "SELECT current_state_group FROM rooms WHERE room_id = ?", (room_id,)
         ).fetchone()
         parent = row[0] if row is not None else None
@@ -444,9 +445,10 @@ class Store:
             after = self._groups.create_group(
                 room_id, before, {(event["type"], state_key): event_id}
             )
-        self.conn.execute(
-            "INSERT OR REPLACE INTO event_state (event_id, before_group, after_group)"
-            " VALUES (?, ?, ?)",
+        self.db.execute(
+            "INSERT INTO event_state (event_id, before_group, after_group) VALUES (?, ?, ?)"
+            " ON CONFLICT (event_id) DO UPDATE SET before_group = excluded.before_group,"
+            " after_group = excluded.after_group",
             (event_id, before, after),
         )
 
@@ -457,21 +459,17 @@ class Store:
 
     def get_auth_chain_ids(self, event_ids: Sequence[str]) -> list[str]:
         """Every stored event reachable from ``event_ids`` through auth_events (v1/v2 pairs or
-        v3+ ids), the events themselves excluded unless reached; oldest first."""
+        v3+ ids), the events themselves excluded unless reached; oldest first. Walked on
+        event_auth_edges, written with each stored event."""
         if not event_ids:
             return []
         marks = ",".join("?" * len(event_ids))
-        rows = self.conn.execute(
+        rows = self.db.execute(
             "WITH RECURSIVE chain(id) AS ("
-            "  SELECT CASE a.type WHEN 'array' THEN json_extract(a.value, '$[0]')"
-            "  ELSE a.value END"
-            f"  FROM events AS e, json_each(e.json, '$.auth_events') AS a"
-            f"  WHERE e.event_id IN ({marks})"
+            f"  SELECT auth_event_id FROM event_auth_edges WHERE event_id IN ({marks})"
             "  UNION"
-            "  SELECT CASE a.type WHEN 'array' THEN json_extract(a.value, '$[0]')"
-            "  ELSE a.value END"
-            "  FROM chain JOIN events AS e ON e.event_id = chain.id,"
-            "  json_each(e.json, '$.auth_events') AS a"
+            "  SELECT a.auth_event_id FROM chain"
+            "  JOIN event_auth_edges AS a ON a.event_id = chain.id"
             ")"
             " SELECT e.event_id FROM chain JOIN events AS e ON e.event_id = chain.id"
             " ORDER BY e.stream_ordering",
@@ -486,7 +484,7 @@ class Store:
         for start in range(0, len(unique), 500):
             chunk = unique[start : start + 500]
             marks = ",".join("?" * len(chunk))
-            rows = self.conn.execute(
+            rows = self.db.execute(
                 f"SELECT event_id, json FROM events WHERE event_id IN ({marks})", chunk
             ).fetchall()
             found.update({row[0]: _parse(row[1]) for row in rows})
@@ -499,9 +497,9 @@ class Store:
 
     def get_local_joined_members(self, room_id: str, server_name: str) -> list[str]:
         """This server's users currently joined to the room (by user id)."""
-        rows = self.conn.execute(
+        rows = self.db.execute(
             "SELECT state_key FROM current_state WHERE room_id = ? AND type = 'm.room.member'"
-            " AND membership = 'join' AND substr(state_key, instr(state_key, ':') + 1) = ?"
+            f" AND membership = 'join' AND {self.db.server_name_sql('state_key')} = ?"
             " ORDER BY state_key",
             (room_id, server_name),
         ).fetchall()
@@ -509,7 +507,7 @@ class Store:
 
     def get_accepted_event_with_position(self, event_id: str) -> tuple[str, int, JsonDict] | None:
         """(room id, stream ordering, PDU) of a stored event that was not rejected, or None."""
-        row = self.conn.execute(
+        row = self.db.execute(
             "SELECT room_id, stream_ordering, json FROM events WHERE event_id = ? AND rejected = 0",
             (event_id,),
         ).fetchone()
@@ -520,15 +518,18 @@ class Store:
     ) -> list[str]:
         """The memberships of ``server_name``'s users in the room's state just after the event
         stored at ``stream_ordering`` (the newest accepted member event per user up to it)."""
-        rows = self.conn.execute(
-            "SELECT json_extract(json, '$.content.membership'), max(stream_ordering) FROM events"
-            " WHERE room_id = ? AND type = 'm.room.member' AND state_key IS NOT NULL"
-            " AND rejected = 0 AND soft_failed = 0 AND stream_ordering <= ?"
-            " AND substr(state_key, instr(state_key, ':') + 1) = ?"
-            " GROUP BY state_key",
+        rows = self.db.execute(
+            "SELECT e.json FROM events AS e JOIN"
+            " (SELECT max(stream_ordering) AS newest FROM events"
+            "  WHERE room_id = ? AND type = 'm.room.member' AND state_key IS NOT NULL"
+            "  AND rejected = 0 AND soft_failed = 0 AND stream_ordering <= ?"
+            f"  AND {self.db.server_name_sql('state_key')} = ?"
+            "  GROUP BY state_key) AS m ON e.stream_ordering = m.newest",
             (room_id, stream_ordering, server_name),
         ).fetchall()
-        return [row[0] for row in rows if isinstance(row[0], str)]
+        contents = [_parse(row[0]).get("content") for row in rows]
+        memberships = [c.get("membership") for c in contents if isinstance(c, dict)]
+        return [m for m in memberships if isinstance(m, str)]
 
     # Durable delivery: the outbox and per-destination state ------------------------------
 
@@ -539,18 +540,18 @@ class Store:
         if position is None or not destinations:
             return
         with self.write_transaction():
-            self.conn.executemany(
-                "INSERT OR IGNORE INTO outbox (destination, stream_ordering, room_id)"
-                " VALUES (?, ?, ?)",
+            self.db.executemany(
+                "INSERT INTO outbox (destination, stream_ordering, room_id)"
+                " VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
                 [(destination, position, room_id) for destination in destinations],
             )
-            self.conn.executemany(
-                "INSERT OR IGNORE INTO destinations (destination) VALUES (?)",
+            self.db.executemany(
+                "INSERT INTO destinations (destination) VALUES (?) ON CONFLICT DO NOTHING",
                 [(destination,) for destination in destinations],
             )
 
     def count_pending(self, destination: str) -> int:
-        row = self.conn.execute(
+        row = self.db.execute(
             "SELECT count(*) FROM outbox WHERE destination = ?", (destination,)
         ).fetchone()
         return int(row[0])
@@ -560,7 +561,7 @@ class Store:
         for ``destination``, which fetches the gap itself (/get_missing_events). Returns how
         many deliveries were dropped."""
         with self.write_transaction():
-            cursor = self.conn.execute(
+            cursor = self.db.execute(
                 "DELETE FROM outbox WHERE destination = ? AND stream_ordering NOT IN"
                 " (SELECT max(stream_ordering) FROM outbox WHERE destination = ?"
                 " GROUP BY room_id)",
@@ -571,7 +572,7 @@ class Store:
     def get_due_destinations(self, now_ms: int) -> list[str]:
         """Destinations with pending deliveries, not backed off and not leased by a live
         worker (oldest pending first)."""
-        rows = self.conn.execute(
+        rows = self.db.execute(
             "SELECT d.destination FROM destinations AS d"
             " JOIN (SELECT destination, min(stream_ordering) AS first FROM outbox"
             "       GROUP BY destination) AS o ON o.destination = d.destination"
@@ -583,14 +584,14 @@ class Store:
 
     def get_backed_off_destinations(self, now_ms: int) -> list[str]:
         """Destinations waiting out a backoff at ``now_ms``."""
-        rows = self.conn.execute(
+        rows = self.db.execute(
             "SELECT destination FROM destinations WHERE retry_at_ts > ?", (now_ms,)
         ).fetchall()
         return [row[0] for row in rows]
 
     def get_retry_at(self, destination: str) -> int:
         """When ``destination`` may be tried again (0: now; also for an unknown one)."""
-        row = self.conn.execute(
+        row = self.db.execute(
             "SELECT retry_at_ts FROM destinations WHERE destination = ?", (destination,)
         ).fetchone()
         return 0 if row is None else int(row[0])
@@ -599,7 +600,7 @@ class Store:
         """Take (or renew) the lease to send to ``destination``: exactly one worker sends to a
         destination at a time; a dead worker's lease runs out after ``lease_ms``."""
         with self.write_transaction():
-            cursor = self.conn.execute(
+            cursor = self.db.execute(
                 "UPDATE destinations SET lease_owner = ?, lease_until_ts = ?"
                 " WHERE destination = ? AND (lease_owner IS NULL OR lease_owner = ?"
                 " OR lease_until_ts < ?)",
@@ -609,7 +610,7 @@ class Store:
 
     def release_destination(self, destination: str, owner: str) -> None:
         with self.write_transaction():
-            self.conn.execute(
+            self.db.execute(
                 "UPDATE destinations SET lease_owner = NULL, lease_until_ts = 0"
                 " WHERE destination = ? AND lease_owner = ?",
                 (destination, owner),
@@ -621,14 +622,14 @@ class Store:
         """(txn id, [(stream ordering, PDU)]) to send next: the transaction in flight when there
         is one (same id, its events that are still pending, in order), else the oldest
         ``limit`` pending events and no id yet."""
-        row = self.conn.execute(
+        row = self.db.execute(
             "SELECT txn_id, txn_orderings FROM destinations WHERE destination = ?",
             (destination,),
         ).fetchone()
         if row is not None and row[0] is not None:
             orderings = [int(value) for value in json.loads(row[1])]
             marks = ",".join("?" * len(orderings)) or "NULL"
-            rows = self.conn.execute(
+            rows = self.db.execute(
                 "SELECT o.stream_ordering, e.json FROM outbox AS o"
                 " JOIN events AS e ON e.stream_ordering = o.stream_ordering"
                 f" WHERE o.destination = ? AND o.stream_ordering IN ({marks})"
@@ -637,7 +638,7 @@ class Store:
             ).fetchall()
             if rows:
                 return str(row[0]), [(int(r[0]), _parse(r[1])) for r in rows]
-        rows = self.conn.execute(
+        rows = self.db.execute(
             "SELECT o.stream_ordering, e.json FROM outbox AS o"
             " JOIN events AS e ON e.stream_ordering = o.stream_ordering"
             " WHERE o.destination = ? ORDER BY o.stream_ordering LIMIT ?",
@@ -649,7 +650,7 @@ class Store:
         """Record the transaction about to be sent, so a retry (by any worker, after any
         crash) re-sends the same id with the same events."""
         with self.write_transaction():
-            self.conn.execute(
+            self.db.execute(
                 "UPDATE destinations SET txn_id = ?, txn_orderings = ? WHERE destination = ?",
                 (txn_id, json.dumps(list(orderings)), destination),
             )
@@ -657,11 +658,11 @@ class Store:
     def complete_transaction(self, destination: str, orderings: Sequence[int], now_ms: int) -> None:
         """The destination answered 200: its deliveries are done, its backoff is reset."""
         with self.write_transaction():
-            self.conn.executemany(
+            self.db.executemany(
                 "DELETE FROM outbox WHERE destination = ? AND stream_ordering = ?",
                 [(destination, ordering) for ordering in orderings],
             )
-            self.conn.execute(
+            self.db.execute(
                 "UPDATE destinations SET txn_id = NULL, txn_orderings = NULL, retry_at_ts = 0,"
                 " backoff_ms = 0, last_success_ts = ? WHERE destination = ?",
                 (now_ms, destination),
@@ -673,12 +674,12 @@ class Store:
         """The send failed: back off (``start_ms``, doubling up to ``max_ms``); the transaction
         keeps its id for the retry. Returns the new backoff."""
         with self.write_transaction():
-            row = self.conn.execute(
+            row = self.db.execute(
                 "SELECT backoff_ms FROM destinations WHERE destination = ?", (destination,)
             ).fetchone()
             current = int(row[0]) if row is not None else 0
             backoff = min(max(current * 2, start_ms), max_ms)
-            self.conn.execute(
+            self.db.execute(
                 "UPDATE destinations SET backoff_ms = ?, retry_at_ts = ?, last_error = ?,"
                 " last_error_ts = ? WHERE destination = ?",
                 (backoff, now_ms + backoff, error[:500], now_ms, destination),
@@ -689,7 +690,7 @@ class Store:
         """Retry ``destination`` at once (the operator's `federation retry`, or an inbound
         request from it). False when nothing is known about it."""
         with self.write_transaction():
-            cursor = self.conn.execute(
+            cursor = self.db.execute(
                 "UPDATE destinations SET retry_at_ts = 0, backoff_ms = 0 WHERE destination = ?",
                 (destination,),
             )
@@ -698,7 +699,7 @@ class Store:
     def reset_backoff_of_pending(self) -> int:
         """Retry every destination with pending deliveries at once (a server start)."""
         with self.write_transaction():
-            cursor = self.conn.execute(
+            cursor = self.db.execute(
                 "UPDATE destinations SET retry_at_ts = 0, backoff_ms = 0"
                 " WHERE retry_at_ts > 0 AND destination IN (SELECT destination FROM outbox)"
             )
@@ -708,7 +709,7 @@ class Store:
         """Deliveries of rooms this server has no joined user in any more are not retried
         (Synapse #18491/#18500: a left room must not be retried forever)."""
         with self.write_transaction():
-            cursor = self.conn.execute(
+            cursor = self.db.execute(
                 "DELETE FROM outbox WHERE destination = ? AND room_id NOT IN"
                 " (SELECT room_id FROM room_server_joined_members WHERE server_name = ?)",
                 (destination, server_name),
@@ -717,7 +718,7 @@ class Store:
 
     def get_destination_status(self) -> list[JsonDict]:
         """Per known destination: pending count, backoff, last success and error (admin)."""
-        rows = self.conn.execute(
+        rows = self.db.execute(
             "SELECT d.destination, (SELECT count(*) FROM outbox AS o"
             " WHERE o.destination = d.destination), d.retry_at_ts, d.backoff_ms,"
             " d.last_success_ts, d.last_error, d.last_error_ts, d.txn_id, d.lease_owner"
@@ -740,7 +741,7 @@ class Store:
 
     def get_transaction_response(self, origin: str, txn_id: str) -> JsonDict | None:
         """The answer given to ``origin``'s transaction ``txn_id``, when it was processed."""
-        row = self.conn.execute(
+        row = self.db.execute(
             "SELECT response_json FROM received_transactions WHERE origin = ? AND txn_id = ?",
             (origin, txn_id),
         ).fetchone()
@@ -752,15 +753,16 @@ class Store:
         """Remember the answer to a transaction, so a retry is answered the same; the first
         answer stored wins."""
         with self.write_transaction():
-            self.conn.execute(
-                "INSERT OR IGNORE INTO received_transactions"
-                " (origin, txn_id, response_json, received_ts) VALUES (?, ?, ?, ?)",
+            self.db.execute(
+                "INSERT INTO received_transactions"
+                " (origin, txn_id, response_json, received_ts) VALUES (?, ?, ?, ?)"
+                " ON CONFLICT DO NOTHING",
                 (origin, txn_id, encode_canonical_json(response).decode("utf-8"), received_ts),
             )
 
     def has_local_joined_member(self, room_id: str, server_name: str) -> bool:
         """Whether any user of ``server_name`` is currently joined (one primary-key lookup)."""
-        row = self.conn.execute(
+        row = self.db.execute(
             "SELECT 1 FROM room_server_joined_members WHERE room_id = ? AND server_name = ?",
             (room_id, server_name),
         ).fetchone()
@@ -768,7 +770,7 @@ class Store:
 
     def get_joined_servers(self, room_id: str) -> list[str]:
         """The servers with at least one joined user (a primary-key prefix range)."""
-        rows = self.conn.execute(
+        rows = self.db.execute(
             "SELECT server_name FROM room_server_joined_members WHERE room_id = ?"
             " ORDER BY server_name",
             (room_id,),
@@ -816,29 +818,39 @@ class Store:
         when known, is recorded with ``set_outlier_state``.
         """
         with self.write_transaction():
+            for room_id in dict.fromkeys(
+                _room_id_of(event, event_id) for event, event_id in events
+            ):
+                self.lock_room(room_id)
             return [
                 self._persist_one(event, event_id, room_version, rejected, soft_failed, outlier)
                 for event, event_id in events
             ]
 
     @contextlib.contextmanager
-    def write_transaction(self) -> Iterator[None]:
-        """BEGIN IMMEDIATE ... COMMIT (ROLLBACK on error); nested uses join the outer one.
+    def write_transaction(self, room_id: str | None = None) -> Iterator[None]:
+        """One write transaction, COMMIT at the end (ROLLBACK on error); nested uses join the
+        outer one. With ``room_id``, that room's lock is held (see ``lock_room``).
 
-        IMMEDIATE takes the write lock at once, so what a caller reads inside is still the
+        On SQLite the transaction is BEGIN IMMEDIATE, which takes the one write lock at once.
+        Either way, what a caller reads inside after locking the room is still the room's
         state when it writes: a decision made on the current state (an auth check) cannot be
-        overtaken by another worker's or the CLI's write in between.
+        overtaken by another worker's, another instance's or the CLI's write in between.
         """
         if self._in_write_transaction:
+            if room_id is not None:
+                self.lock_room(room_id)
             yield
             return
-        self.conn.execute("BEGIN IMMEDIATE")
+        self.db.begin_write()
         self._in_write_transaction = True
         try:
+            if room_id is not None:
+                self.lock_room(room_id)
             yield
-            self.conn.execute("COMMIT")
+            self.db.commit()
         except BaseException:
-            self.conn.execute("ROLLBACK")
+            self.db.rollback()
             self._after_commit.clear()
             # Group ids written in the rolled-back transaction may be handed out again.
             self._groups.forget()
@@ -848,6 +860,14 @@ class Store:
         callbacks, self._after_commit = self._after_commit, []
         for callback in callbacks:
             callback()
+
+    def lock_room(self, room_id: str) -> None:
+        """Hold ``room_id``'s write lock until the current write transaction ends: one writer
+        per room at a time, in every process sharing the database (PostgreSQL: an advisory
+        transaction lock; SQLite: the write lock already held)."""
+        if not self._in_write_transaction:
+            raise RuntimeError("lock_room outside a write transaction")
+        self.db.lock(room_id)
 
     def call_after_commit(self, callback: Callable[[], None]) -> None:
         """Run ``callback`` once the current write transaction has committed (never on
@@ -865,21 +885,21 @@ class Store:
         soft_failed: bool = False,
         outlier: bool = False,
     ) -> bool:
-        if self.conn.execute("SELECT 1 FROM events WHERE event_id = ?", (event_id,)).fetchone():
+        if self.db.execute("SELECT 1 FROM events WHERE event_id = ?", (event_id,)).fetchone():
             return False
         room_id = _room_id_of(event, event_id)
         known_version = self.get_room_version(room_id)
         if known_version is None:
             if event.get("type") != "m.room.create" or rejected:
                 raise UnknownRoomError(f"no room {room_id!r}: store its m.room.create first")
-            self.conn.execute(
+            self.db.execute(
                 "INSERT INTO rooms (room_id, room_version, created_ts) VALUES (?, ?, ?)",
                 (room_id, room_version, event["origin_server_ts"]),
             )
         elif known_version != room_version:
             raise ValueError(f"room {room_id!r} is version {known_version}, not {room_version}")
         state_key = event.get("state_key")
-        self.conn.execute(
+        self.db.execute(
             "INSERT INTO events (event_id, room_id, type, state_key, sender, depth,"
             " origin_server_ts, rejected, soft_failed, outlier, json)"
             " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -897,8 +917,9 @@ class Store:
                 encode_canonical_json(event).decode("utf-8"),
             ),
         )
-        self.conn.executemany(
-            "INSERT OR IGNORE INTO event_auth_edges (auth_event_id, event_id) VALUES (?, ?)",
+        self.db.executemany(
+            "INSERT INTO event_auth_edges (auth_event_id, event_id) VALUES (?, ?)"
+            " ON CONFLICT DO NOTHING",
             [(auth_id, event_id) for auth_id in get_event_reference_ids(event.get("auth_events"))],
         )
         if outlier:
@@ -912,7 +933,7 @@ class Store:
             return True
         self._update_forward_extremities(room_id, event, event_id)
         self._update_current_state(room_id, room_version, event, event_id, before, after)
-        self.conn.execute(
+        self.db.execute(
             "UPDATE rooms SET change_seq = change_seq + 1 WHERE room_id = ?", (room_id,)
         )
         return True
@@ -928,12 +949,12 @@ class Store:
     ) -> None:
         """Current state = the resolution of the states after the forward extremities (SS
         §Room State Resolution); current_state mirrors it, changed by the difference only."""
-        current = self.conn.execute(
+        current = self.db.execute(
             "SELECT current_state_group FROM rooms WHERE room_id = ?", (room_id,)
         ).fetchone()[0]
         extremities = [
             row[0]
-            for row in self.conn.execute(
+            for row in self.db.execute(
                 "SELECT event_id FROM forward_extremities WHERE room_id = ?", (room_id,)
             )
         ]
@@ -956,7 +977,7 @@ class Store:
                 )
             )
         self._apply_current_state_changes(room_id, changes, {event_id: event})
-        self.conn.execute(
+        self.db.execute(
             "UPDATE rooms SET current_state_group = ? WHERE room_id = ?", (new, room_id)
         )
 
@@ -971,7 +992,7 @@ class Store:
                 content = loaded[event_id].get("content") if event_id is not None else None
                 value = content.get("membership") if isinstance(content, dict) else None
                 membership = value if isinstance(value, str) else None
-                row = self.conn.execute(
+                row = self.db.execute(
                     "SELECT membership FROM current_state"
                     " WHERE room_id = ? AND type = 'm.room.member' AND state_key = ?",
                     (room_id, state_key),
@@ -979,14 +1000,15 @@ class Store:
                 previous = None if row is None else row[0]
                 self._count_joined_member(room_id, state_key, previous, membership)
             if event_id is None:
-                self.conn.execute(
+                self.db.execute(
                     "DELETE FROM current_state WHERE room_id = ? AND type = ? AND state_key = ?",
                     (room_id, event_type, state_key),
                 )
                 continue
-            self.conn.execute(
-                "INSERT OR REPLACE INTO current_state"
-                " (room_id, type, state_key, event_id, membership) VALUES (?, ?, ?, ?, ?)",
+            self.db.execute(
+                "INSERT INTO current_state (room_id, type, state_key, event_id, membership)"
+                " VALUES (?, ?, ?, ?, ?) ON CONFLICT (room_id, type, state_key)"
+                " DO UPDATE SET event_id = excluded.event_id, membership = excluded.membership",
                 (room_id, event_type, state_key, event_id, membership),
             )
 
@@ -997,19 +1019,19 @@ class Store:
             return
         server_name = get_domain(user_id)  # APPX §User Identifiers: @localpart:server_name
         if membership == "join":
-            self.conn.execute(
+            self.db.execute(
                 "INSERT INTO room_server_joined_members (room_id, server_name, joined_count)"
                 " VALUES (?, ?, 1) ON CONFLICT (room_id, server_name)"
-                " DO UPDATE SET joined_count = joined_count + 1",
+                " DO UPDATE SET joined_count = room_server_joined_members.joined_count + 1",
                 (room_id, server_name),
             )
             return
-        self.conn.execute(
+        self.db.execute(
             "UPDATE room_server_joined_members SET joined_count = joined_count - 1"
             " WHERE room_id = ? AND server_name = ?",
             (room_id, server_name),
         )
-        self.conn.execute(
+        self.db.execute(
             "DELETE FROM room_server_joined_members"
             " WHERE room_id = ? AND server_name = ? AND joined_count <= 0",
             (room_id, server_name),
@@ -1017,12 +1039,13 @@ class Store:
 
     def _update_forward_extremities(self, room_id: str, event: JsonDict, event_id: str) -> None:
         # The new event replaces the extremities it points at (v1/v2 pairs or v3+ ids).
-        self.conn.executemany(
+        self.db.executemany(
             "DELETE FROM forward_extremities WHERE room_id = ? AND event_id = ?",
             [(room_id, prev_id) for prev_id in get_event_reference_ids(event.get("prev_events"))],
         )
-        self.conn.execute(
-            "INSERT OR IGNORE INTO forward_extremities (room_id, event_id) VALUES (?, ?)",
+        self.db.execute(
+            "INSERT INTO forward_extremities (room_id, event_id) VALUES (?, ?)"
+            " ON CONFLICT DO NOTHING",
             (room_id, event_id),
         )
 

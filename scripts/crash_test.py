@@ -149,7 +149,7 @@ def run_crash_test(
         finally:
             if server.proc is not None:
                 server.kill()
-        database = server.data_dir / "antechamber.db"
+        database = server.database
         accepted = {r.event_id for r in results if r.status == 200}
         server.start()  # same port, same database
         try:

@@ -178,7 +178,7 @@ def run_soak(work_dir: Path, minutes: float, workers: int, concurrency: int) -> 
             asyncio.run(main())
         finally:
             server.stop()
-        database = server.data_dir / "antechamber.db"
+        database = server.database
         integrity = check_integrity(database)
         problems = check_consistency(database, rooms)
         log_5xx = [line for line in server.log_text().splitlines() if "Unhandled error" in line]

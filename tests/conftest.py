@@ -1,5 +1,6 @@
 """Shared fixtures: a fresh configuration and data dir, the app, and a test client."""
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -8,9 +9,49 @@ from starlette.testclient import TestClient
 
 from app.config import Config, load_config
 from app.main import create_app
+from tests.databases import (
+    POSTGRES,
+    data_dir_env,
+    dropped_after,
+    get_cluster,
+    postgres_installed,
+    track_open_databases,
+)
 
 SERVER_NAME = "antechamber.test"
 FIXED_NOW_MS = 1_790_000_000_000
+
+
+if POSTGRES:
+    track_open_databases()
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if not POSTGRES:
+        return
+    skip = pytest.mark.skip(reason="checks SQLite itself (its query plans, locks or files)")
+    for item in items:
+        if item.get_closest_marker("sqlite"):
+            item.add_marker(skip)
+
+
+@pytest.fixture(autouse=True)
+def _test_database() -> Iterator[None]:
+    """On PostgreSQL, each test's databases are dropped when it ends."""
+    with dropped_after():
+        yield
+
+
+@pytest.fixture
+def pg_cluster():
+    """The throwaway PostgreSQL cluster, whichever backend the suite runs on (for the tests of
+    PostgreSQL itself and of moving to it). Skipped where Debian's postgresql is not installed,
+    except in CI, which installs it (.ci/run)."""
+    if not postgres_installed():
+        if os.environ.get("CI") == "true":
+            pytest.fail("PostgreSQL is not installed (apt-get install postgresql)")
+        pytest.skip("PostgreSQL is not installed (apt-get install postgresql)")
+    return get_cluster()
 
 
 class FakeClock:
@@ -33,7 +74,7 @@ def config(tmp_path: Path) -> Config:
     return load_config(
         environ={
             "ANTECHAMBER_SERVER_NAME": SERVER_NAME,
-            "ANTECHAMBER_DATA_DIR": str(tmp_path / "data"),
+            **data_dir_env(tmp_path / "data"),
             "ANTECHAMBER_VALIDATE_RESPONSES": "true",
         }
     )
@@ -73,7 +114,7 @@ def federation_config(tmp_path: Path, test_ca) -> Config:
     return load_config(
         environ={
             "ANTECHAMBER_SERVER_NAME": SERVER_NAME,
-            "ANTECHAMBER_DATA_DIR": str(tmp_path / "data"),
+            **data_dir_env(tmp_path / "data"),
             "ANTECHAMBER_VALIDATE_RESPONSES": "true",
             "ANTECHAMBER_FEDERATION_CA_FILE": str(test_ca.ca_file),
             "ANTECHAMBER_KEY_FETCH_TIMEOUT_S": str(KEY_FETCH_TIMEOUT_S),

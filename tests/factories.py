@@ -120,7 +120,7 @@ def add_knock(admin: RoomAdmin, room_id: str, user_id: str, *, remote: SigningSe
 
 def stored_events(store: Store, room_id: str) -> list[tuple[str, JsonDict]]:
     """Every (event id, PDU) of a room in stream order (tests only: a scan)."""
-    rows = store.conn.execute(
+    rows = store.db.execute(
         "SELECT event_id, json FROM events WHERE room_id = ? ORDER BY stream_ordering", (room_id,)
     ).fetchall()
     return [(row[0], json.loads(row[1])) for row in rows]
@@ -134,7 +134,7 @@ class OutboxView:
 
     @property
     def pending(self) -> list[tuple[list[str], JsonDict]]:
-        rows = self.store.conn.execute(
+        rows = self.store.db.execute(
             "SELECT o.stream_ordering, o.destination, e.json FROM outbox AS o"
             " JOIN events AS e ON e.stream_ordering = o.stream_ordering"
             " ORDER BY o.stream_ordering, o.destination"
@@ -146,4 +146,4 @@ class OutboxView:
 
     def clear(self) -> None:
         with self.store.write_transaction():
-            self.store.conn.execute("DELETE FROM outbox")
+            self.store.db.execute("DELETE FROM outbox")

@@ -23,9 +23,11 @@ from urllib.parse import quote
 import httpx
 
 from app.signing_key import load_or_generate_signing_key
+from db.dialect import Database, open_database
 from db.store import Store
 from matrix.events import compute_event_id, sign_event
 from matrix.room_versions import KNOWN_ROOM_VERSIONS
+from tests.databases import POSTGRES, data_dir_env, database_for
 from tests.factories import add_member, create_room, make_room_admin
 from tests.live_server import free_port
 from tests.remote import RemoteHomeserver
@@ -54,6 +56,11 @@ class ServerProcess:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
+    @property
+    def database(self) -> str:
+        """Its database: SQLite in the data dir, or the suite's PostgreSQL database for it."""
+        return database_for(self.data_dir)
+
     def env(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("ANTECHAMBER_")}
         env.update(
@@ -62,7 +69,7 @@ class ServerProcess:
                 "ANTECHAMBER_BIND_HOST": "127.0.0.1",
                 "ANTECHAMBER_BIND_PORT": str(self.port),
                 "ANTECHAMBER_ADMIN_BIND_PORT": str(self.admin_port),
-                "ANTECHAMBER_DATA_DIR": str(self.data_dir),
+                **data_dir_env(str(self.data_dir)),
                 "ANTECHAMBER_WORKERS": str(self.workers),
                 "ANTECHAMBER_FEDERATION_CA_FILE": str(self.ca_file),
                 "ANTECHAMBER_FEDERATION_IP_RANGE_ALLOWLIST": "127.0.0.0/8",
@@ -75,7 +82,7 @@ class ServerProcess:
     def prepare_rooms(self, versions: list[str], members: Sequence[Any] = ()) -> list[str]:
         """Create knockable rooms in the database before the server starts; a user of each
         server in ``members`` (remote homeservers) joins every room."""
-        store = Store.open(self.data_dir / "antechamber.db")
+        store = Store.open(database_for(self.data_dir))
         try:
             key = load_or_generate_signing_key(self.data_dir / "signing.key")
             admin = make_room_admin(store, SERVER_NAME, key, wall_clock_ms)
@@ -202,7 +209,10 @@ async def send_knock(
 # Consistency -------------------------------------------------------------------------------------
 
 
-def check_integrity(database: Path) -> str:
+def check_integrity(database: Path | str) -> str:
+    """SQLite's own check of its file ("ok"); PostgreSQL keeps its files itself."""
+    if POSTGRES:
+        return "ok"
     conn = sqlite3.connect(database)
     try:
         return str(conn.execute("PRAGMA integrity_check").fetchone()[0])
@@ -210,7 +220,7 @@ def check_integrity(database: Path) -> str:
         conn.close()
 
 
-def recompute_room(conn: sqlite3.Connection, room_id: str) -> tuple[dict, set]:
+def recompute_room(conn: Database, room_id: str) -> tuple[dict, set]:
     """Current state and forward extremities recomputed from the events table alone, with
     full state maps and no state groups: an independent replay of the store's rules.
 
@@ -256,10 +266,10 @@ def recompute_room(conn: sqlite3.Connection, room_id: str) -> tuple[dict, set]:
     return resolve([after[e] for e in extremities]), extremities
 
 
-def check_consistency(database: Path, room_ids: list[str]) -> list[str]:
+def check_consistency(database: Path | str, room_ids: list[str]) -> list[str]:
     """Differences between the stored and the recomputed state/extremities (empty = consistent)."""
     problems = []
-    conn = sqlite3.connect(database)
+    conn = open_database(database)
     try:
         for room_id in room_ids:
             state, extremities = recompute_room(conn, room_id)
@@ -287,8 +297,8 @@ def check_consistency(database: Path, room_ids: list[str]) -> list[str]:
     return problems
 
 
-def stored_event_ids(database: Path) -> set[str]:
-    conn = sqlite3.connect(database)
+def stored_event_ids(database: Path | str) -> set[str]:
+    conn = open_database(database)
     try:
         return {row[0] for row in conn.execute("SELECT event_id FROM events WHERE rejected = 0")}
     finally:

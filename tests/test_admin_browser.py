@@ -20,6 +20,7 @@ from app.main import create_app
 from app.signing_key import load_or_generate_signing_key
 from db.store import Store
 from tests import remote as remote_homeserver
+from tests.databases import data_dir_env
 from tests.factories import create_room, make_room_admin
 from tests.live_server import serve_in_thread
 from tests.remote import RemoteHomeserver
@@ -87,13 +88,13 @@ def servers(tmp_path):
     config = load_config(
         environ={
             "ANTECHAMBER_SERVER_NAME": SERVER_NAME,
-            "ANTECHAMBER_DATA_DIR": str(tmp_path / "data"),
+            **data_dir_env(str(tmp_path / "data")),
             "ANTECHAMBER_VALIDATE_RESPONSES": "true",
             "ANTECHAMBER_FEDERATION_CA_FILE": str(ca.ca_file),
             "ANTECHAMBER_FEDERATION_IP_RANGE_ALLOWLIST": "127.0.0.0/8",
         }
     )
-    store = Store.open(config.database_path)
+    store = Store.open(config.database)
     key = load_or_generate_signing_key(config.resolved_signing_key_path)
     room_id = create_room(make_room_admin(store, SERVER_NAME, key, wall_clock_ms), "12", "knock")
     token = load_or_generate_admin_token(config.admin_token_path)

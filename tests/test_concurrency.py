@@ -12,6 +12,7 @@ import httpx
 import pytest
 
 from tests import remote as remote_homeserver
+from tests.databases import database_for
 from tests.remote import RemoteHomeserver
 from tests.server_process import (
     ServerProcess,
@@ -75,7 +76,7 @@ def test_concurrency_200_send_knocks_over_two_workers(served):
     assert "database is locked" not in server.log_text()
     assert all("database is locked" not in str(r.body) for r in results)
 
-    database = server.data_dir / "antechamber.db"
+    database = database_for(server.data_dir)
     server.stop()
     assert check_integrity(database) == "ok"
     assert {event_id for _, event_id in events} <= stored_event_ids(database)

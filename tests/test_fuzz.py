@@ -25,6 +25,7 @@ from app.main import SPEC_PATH, create_app
 from app.signing_key import load_or_generate_signing_key
 from db.store import Store
 from tests import remote as remote_homeserver
+from tests.databases import data_dir_env
 from tests.factories import add_member, create_room, make_room_admin
 from tests.live_server import serve_in_thread
 from tests.remote import RemoteHomeserver
@@ -72,7 +73,7 @@ def base_url(tmp_path_factory: pytest.TempPathFactory):
     config = load_config(
         environ={
             "ANTECHAMBER_SERVER_NAME": SERVER_NAME,
-            "ANTECHAMBER_DATA_DIR": str(data_dir),
+            **data_dir_env(str(data_dir)),
             "ANTECHAMBER_VALIDATE_RESPONSES": "true",
             "ANTECHAMBER_FEDERATION_CA_FILE": str(ca.ca_file),
             "ANTECHAMBER_KEY_FETCH_TIMEOUT_S": "5",
@@ -84,7 +85,7 @@ def base_url(tmp_path_factory: pytest.TempPathFactory):
     with RemoteHomeserver(ca, lambda: time.time_ns() // 1_000_000) as remote:
         SIGNER.remote = remote
         Fixtures.remote_name = remote.server_name
-        store = Store.open(config.database_path)
+        store = Store.open(config.database)
         admin = make_room_admin(
             store, SERVER_NAME, load_or_generate_signing_key(config.resolved_signing_key_path)
         )

@@ -22,6 +22,7 @@ from app.config import load_config
 from app.signing_key import load_or_generate_signing_key
 from db.store import Store
 from tests import remote as remote_homeserver
+from tests.databases import data_dir_env
 from tests.factories import add_knock, create_room, make_room_admin
 from tests.live_server import serve_in_thread
 from tests.remote import RemoteHomeserver
@@ -56,7 +57,7 @@ def base_url(tmp_path_factory: pytest.TempPathFactory):
     config = load_config(
         environ={
             "ANTECHAMBER_SERVER_NAME": SERVER_NAME,
-            "ANTECHAMBER_DATA_DIR": str(data_dir),
+            **data_dir_env(str(data_dir)),
             "ANTECHAMBER_VALIDATE_RESPONSES": "true",
             "ANTECHAMBER_FEDERATION_CA_FILE": str(ca.ca_file),
             "ANTECHAMBER_FEDERATION_IP_RANGE_ALLOWLIST": "127.0.0.0/8",
@@ -65,7 +66,7 @@ def base_url(tmp_path_factory: pytest.TempPathFactory):
     TOKEN.token = load_or_generate_admin_token(config.admin_token_path)
     with RemoteHomeserver(ca, lambda: time.time_ns() // 1_000_000) as remote:
         Fixtures.remote_name = remote.server_name
-        store = Store.open(config.database_path)
+        store = Store.open(config.database)
         admin = make_room_admin(
             store, SERVER_NAME, load_or_generate_signing_key(config.resolved_signing_key_path)
         )

@@ -20,7 +20,7 @@ def _when(ts: object) -> str:
 
 def cmd_federation_status(config: Config, args: argparse.Namespace) -> int:
     """Per destination: queued events, last success, next retry, last error."""
-    store = Store.open(config.database_path)
+    store = Store.open(config.database)
     try:
         rows = store.get_destination_status()
     finally:
@@ -41,7 +41,7 @@ def cmd_federation_status(config: Config, args: argparse.Namespace) -> int:
 
 def cmd_federation_retry(config: Config, args: argparse.Namespace) -> int:
     """Clear a destination's backoff: the running server retries it at its next poll."""
-    store = Store.open(config.database_path)
+    store = Store.open(config.database)
     try:
         known = store.reset_backoff(args.destination)
     finally:

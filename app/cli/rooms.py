@@ -38,7 +38,7 @@ def _wall_clock_ms() -> int:
 
 @contextmanager
 def _open_store(config: Config) -> Iterator[Store]:
-    store = Store.open(config.database_path)
+    store = Store.open(config.database)
     try:
         yield store
     finally:

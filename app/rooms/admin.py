@@ -264,7 +264,7 @@ class RoomAdmin:
         """
         # Read, authorise and write under the write lock: a knock accepted by the server in
         # between cannot slip under a ban decided on older state.
-        with self.store.write_transaction():
+        with self.store.write_transaction(room_id):
             draft = self._load_draft(room_id, prev_events)
             assert draft.create_event is not None
             sender = parse_user_id(sender if sender is not None else draft.create_event["sender"])
@@ -283,7 +283,7 @@ class RoomAdmin:
         before and is authorised, signed and identified exactly as by send_state_event;
         nothing is stored when any of them is refused. Returns their event ids.
         """
-        with self.store.write_transaction():
+        with self.store.write_transaction(room_id):
             draft = self._load_draft(room_id)
             built = [
                 self._add_to_draft(
@@ -409,7 +409,7 @@ class RoomAdmin:
         self, room_id: str, user_id: str, reason: str | None = None, sender: str | None = None
     ) -> str:
         """m.room.member schema, knock -> leave by another user: "the knock was denied"."""
-        with self.store.write_transaction():
+        with self.store.write_transaction(room_id):
             target = self.check_pending_knock(room_id, user_id)
             content = build_member_content("leave", reason)
             return self.send_state_event(room_id, "m.room.member", target, content, sender)
@@ -419,7 +419,7 @@ class RoomAdmin:
     ) -> str:
         """A leave over someone else's join, invite or knock (CS §Kicking: kick a member,
         withdraw an invite, deny a knock); refused for any other membership."""
-        with self.store.write_transaction():
+        with self.store.write_transaction(room_id):
             target = parse_user_id(user_id)
             membership = self._membership(room_id, target)
             if membership not in ("join", "invite", "knock"):
@@ -440,7 +440,7 @@ class RoomAdmin:
         if isinstance(level, bool) or not isinstance(level, int) or abs(level) > MAX_SAFE_INTEGER:
             # v6+ canonical JSON: integers in [-(2**53)+1, 2**53-1]
             raise MatrixError("M_INVALID_PARAM", f"invalid power level {level!r}")
-        with self.store.write_transaction():
+        with self.store.write_transaction(room_id):
             current = self.store.get_current_state_event(room_id, *POWER_LEVELS_KEY)
             content = copy.deepcopy(current["content"]) if current is not None else {}
             users = content.get("users")
@@ -457,7 +457,7 @@ class RoomAdmin:
         self, room_id: str, type: str, content: JsonDict, sender: str | None = None
     ) -> str:
         """Send one message (non-state) event, by default as the room's creator; return its id."""
-        with self.store.write_transaction():
+        with self.store.write_transaction(room_id):
             draft = self._load_draft(room_id)
             event = self._add_to_draft(
                 draft, type, None, content, self._sender(room_id, sender), self.signer
@@ -497,7 +497,7 @@ class RoomAdmin:
         """Store an event built here earlier (and maybe countersigned since), authorised again
         against the current state under the write lock, then fanned out as any local event."""
         event, room_version = built.event, built.room_version
-        with self.store.write_transaction():
+        with self.store.write_transaction(built.room_id):
             auth_keys = get_auth_event_keys(event, room_version)
             state = self.store.get_current_state_events(built.room_id, [*auth_keys, CREATE_KEY])
             # The state may have moved on since it was built (a ban, a retracted knock)

@@ -145,7 +145,7 @@ async def _fill_state_at(
     state_before = {
         key: state_id for state_id, key in store.get_state_keys_of(room_id, pdu_ids).items()
     }
-    with store.write_transaction():
+    with store.write_transaction(room_id):
         store.set_outlier_state(room_id, prev_id, prev, state_before)
     logger.info("Filled the state at %s from %s (%d events fetched)", prev_id, origin, len(fetched))
 

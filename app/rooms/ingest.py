@@ -102,7 +102,7 @@ async def accept_pdu(
     store = resident.store
     rejection: MatrixError | None = None
     soft_failed = False
-    with store.write_transaction():
+    with store.write_transaction(room_id):
         rejected = store.is_event_rejected(event_id)
         # A rejected event is refused again; an accepted one re-sent is answered again with
         # nothing stored (Synapse treats a known event the same way).
@@ -206,7 +206,7 @@ async def accept_outlier(
     event = get_redacted_if_hash_mismatch(pdu, room_version)
     is_signed_by = await _get_authoriser_check(resident, event, room_version)
     store = resident.store
-    with store.write_transaction():
+    with store.write_transaction(room_id):
         known = store.is_event_rejected(event_id)
         if known is not None:
             return not known

@@ -71,7 +71,7 @@ def _persist(
     server_name: str,
     origin: str | None,
 ) -> list[bool]:
-    with store.write_transaction():
+    with store.write_transaction(room_id):
         if outbox is None:
             return store.persist_events(events, room_version)
         stored: list[bool] = []

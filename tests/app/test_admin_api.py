@@ -55,7 +55,7 @@ class AdminEnv:
 @pytest.fixture
 def admin_env(federation_config: Config, remote, clock) -> Iterator[AdminEnv]:
     key = load_or_generate_signing_key(federation_config.resolved_signing_key_path)
-    store = Store.open(federation_config.database_path)
+    store = Store.open(federation_config.database)
     admin = make_room_admin(store, SERVER_NAME, key, clock)
     app = create_admin_app(federation_config, clock=clock, invite_timeout_s=2)
     with TestClient(app, raise_server_exceptions=False) as client:
@@ -528,7 +528,7 @@ def test_admin_federation_destinations_show_the_outbox(admin_env):
     assert admin_env.get("/federation/destinations").json() == {"destinations": []}
     room_id = admin_env.admin.create_room("12", "knock")
     store = admin_env.store
-    (create_id,) = [row[0] for row in store.conn.execute("SELECT event_id FROM events LIMIT 1")]
+    (create_id,) = [row[0] for row in store.db.execute("SELECT event_id FROM events LIMIT 1")]
     with store.write_transaction():
         store.enqueue_delivery(["down.example"], create_id, room_id)
     store.fail_transaction("down.example", "HTTP 503", 1_000, start_ms=60_000, max_ms=86_400_000)

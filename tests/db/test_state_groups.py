@@ -3,21 +3,21 @@
 import json
 import math
 import random
-import sqlite3
 
 import pytest
-import sqlite_utils
 
+from db.dialect import SqliteDatabase
 from db.migrations import MIGRATIONS, apply_migrations
 from db.state_groups import StateGroups, get_state_changes
 from db.store import Store
+from tests.databases import database_for
 from tests.db.test_store import ROOM, member, pdu
 
 
 @pytest.fixture
 def groups(tmp_path):
-    store = Store.open(tmp_path / "groups.db")
-    yield StateGroups(store.conn)
+    store = Store.open(database_for(tmp_path, "groups"))
+    yield StateGroups(store.db)
     store.close()
 
 
@@ -51,7 +51,7 @@ def _random_tree(groups: StateGroups, count: int, seed: int) -> dict[int, dict]:
 @pytest.mark.parametrize("seed", [1, 2, 3])
 def test_state_groups_read_back_every_state_of_a_forked_tree(groups, seed):
     expected = _random_tree(groups, 300, seed)
-    fresh = StateGroups(groups.conn)  # nothing cached: every read goes to the tables
+    fresh = StateGroups(groups.db)  # nothing cached: every read goes to the tables
     for group, state in expected.items():
         assert fresh.get_state_ids(group) == state
         keys = [*list(state)[:3], ("m.room.member", "@absent:s0.test")]
@@ -72,7 +72,7 @@ def test_state_groups_stay_compact_and_shallow_in_a_line_of_single_changes(group
     group = None
     for n in range(count):
         group = groups.create_group(ROOM, group, {("m.room.member", f"@u{n}:s.test"): f"${n}"})
-    rows = groups.conn.execute("SELECT count(*) FROM state_group_deltas").fetchone()[0]
+    rows = groups.db.execute("SELECT count(*) FROM state_group_deltas").fetchone()[0]
     assert rows <= count * math.log2(count) / 2 + count
     assert rows < count * count / 200  # Synapse's 100-hop delta chains, for scale
     assert max(len(groups._descent(g)) for g in range(1, count + 1)) <= math.log2(count) + 1
@@ -86,7 +86,7 @@ def test_state_changes_name_changed_added_and_removed_keys():
 
 
 def test_a_rolled_back_group_leaves_no_stale_cache(tmp_path):
-    store = Store.open(tmp_path / "rollback.db")
+    store = Store.open(database_for(tmp_path, "rollback"))
     create = pdu("m.room.create", state_key="", content={"room_version": "10"})
     store.persist_event(create, "$create", "10")
 
@@ -108,14 +108,15 @@ def test_a_rolled_back_group_leaves_no_stale_cache(tmp_path):
     store.close()
 
 
+@pytest.mark.sqlite
 def test_migration_008_gives_events_stored_before_it_their_state(tmp_path):
     # A database at migration 006 with a room in it, then the rest applied.
-    conn = sqlite3.connect(tmp_path / "old.db", isolation_level=None)
-    db = sqlite_utils.Database(conn)
+    db = SqliteDatabase(tmp_path / "old.db")
+    conn = db.conn
+    conn.isolation_level = None
     conn.execute("CREATE TABLE _migrations (name TEXT PRIMARY KEY, applied_ts INTEGER)")
     for name, script in MIGRATIONS[:6]:
-        assert isinstance(script, str)
-        conn.executescript(script)
+        script(db) if callable(script) else db.run_ddl(script)
         conn.execute("INSERT INTO _migrations VALUES (?, 0)", (name,))
     conn.execute("INSERT INTO rooms VALUES (?, '10', 0)", (ROOM,))
     events = [
@@ -140,7 +141,7 @@ def test_migration_008_gives_events_stored_before_it_their_state(tmp_path):
             ),
         )
     assert apply_migrations(db) == [name for name, _script in MIGRATIONS[6:]]
-    conn.close()
+    db.close()
     store = Store.open(tmp_path / "old.db")
     joined = {("m.room.create", ""): "$create", ("m.room.member", "@a:here.test"): "$join"}
     assert store.get_state_ids_at("$create") == {}
@@ -158,7 +159,7 @@ def test_resolution_from_deltas_equals_a_replay_on_whole_states(tmp_path, seed):
     from tests.server_process import recompute_room
 
     rng = random.Random(seed)
-    store = Store.open(tmp_path / "forks.db")
+    store = Store.open(database_for(tmp_path, "forks"))
     admin = "@admin:here.test"
     power = {"users": {admin: 100}, "state_default": 50, "events_default": 0}
     initial = [
@@ -228,7 +229,7 @@ def test_resolution_from_deltas_equals_a_replay_on_whole_states(tmp_path, seed):
         event_id = f"$e{n}"
         store.persist_event(event, event_id, "10")
         order.append(event_id)
-    state, extremities = recompute_room(store.conn, ROOM)
+    state, extremities = recompute_room(store.db, ROOM)
     assert store.get_current_state_ids(ROOM) == state
     assert {e for e, _depth in store.get_forward_extremities(ROOM)} == extremities
     store.close()

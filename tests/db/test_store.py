@@ -4,11 +4,12 @@ import sqlite3
 from typing import Any
 
 import pytest
-import sqlite_utils
 from canonicaljson import encode_canonical_json
 
+from db.dialect import SqliteDatabase
 from db.migrations import MIGRATIONS, apply_migrations
 from db.store import Store, StoredRoom, UnknownRoomError
+from tests.databases import database_for
 
 ROOM = "!room:here.test"
 V12_CREATE_ID = "$" + "C" * 43
@@ -46,7 +47,7 @@ def member(user_id: str, membership: str, prev: list[str], depth: int) -> dict[s
 
 @pytest.fixture
 def store(tmp_path):
-    store = Store.open(tmp_path / "antechamber.db")
+    store = Store.open(database_for(tmp_path))
     yield store
     store.close()
 
@@ -62,14 +63,15 @@ def room(store):
 
 
 def test_store_open_uses_wal_and_applies_every_migration(store):
-    assert store.conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-    applied = [row[0] for row in store.conn.execute("SELECT name FROM _migrations ORDER BY name")]
+    if store.dialect == "sqlite":
+        assert store.db.conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    applied = [row[0] for row in store.db.execute("SELECT name FROM _migrations ORDER BY name")]
     assert applied == [name for name, _sql in MIGRATIONS]
     assert apply_migrations(store.db) == []
 
 
 def test_persist_event_stores_the_exact_canonical_pdu(room):
-    stored = room.conn.execute("SELECT json FROM events WHERE event_id = '$join'").fetchone()[0]
+    stored = room.db.execute("SELECT json FROM events WHERE event_id = '$join'").fetchone()[0]
     expected = member("@admin:here.test", "join", ["$create"], 2)
     assert stored == encode_canonical_json(expected).decode()
     assert room.get_event("$join") == expected
@@ -81,7 +83,7 @@ def test_persist_event_same_id_twice_stores_nothing_new(room):
     again = member("@admin:here.test", "leave", ["$join"], 3)
     assert room.persist_event(again, "$join", "10") is False
     assert room.get_event("$join")["content"] == {"membership": "join"}
-    assert room.conn.execute("SELECT count(*) FROM events").fetchone()[0] == 2
+    assert room.db.execute("SELECT count(*) FROM events").fetchone()[0] == 2
     assert room.get_forward_extremities(ROOM) == [("$join", 2)]
 
 
@@ -104,7 +106,7 @@ def test_persist_event_refuses_events_of_unknown_rooms(store):
         store.persist_event(member("@a:here.test", "join", [], 1), "$a", "10")
     with pytest.raises(ValueError, match="no room_id"):
         store.persist_event(pdu("m.room.message", room_id=None), "$b", "10")
-    assert store.conn.execute("SELECT count(*) FROM events").fetchone()[0] == 0
+    assert store.db.execute("SELECT count(*) FROM events").fetchone()[0] == 0
 
 
 def test_persist_event_refuses_a_different_room_version(room):
@@ -164,7 +166,7 @@ def test_persist_events_failure_mid_write_leaves_nothing(room, monkeypatch):
     assert room.get_current_state_event(ROOM, "m.room.member", "@bob:there.test") is None
     assert not room.has_local_joined_member(ROOM, "there.test")
     assert room.get_forward_extremities(ROOM) == [("$join", 2)]
-    assert not room.conn.in_transaction
+    assert not room.db.in_transaction
 
 
 def test_persist_events_batch_is_one_transaction(room):
@@ -186,22 +188,23 @@ def test_has_local_joined_member_counts_joins_per_server(room):
     assert room.has_local_joined_member(ROOM, "there.test")
     room.persist_event(member("@b:there.test", "knock", ["$a3"], 7), "$b2", "10")
     assert not room.has_local_joined_member(ROOM, "there.test")
-    assert room.conn.execute("SELECT count(*) FROM room_server_joined_members").fetchone()[0] == 1
+    assert room.db.execute("SELECT count(*) FROM room_server_joined_members").fetchone()[0] == 1
 
 
 def query_plan(store: Store, call) -> str:
     """The query plan of the one statement ``call`` runs on ``store`` (the Store's own SQL,
     captured as executed, so a change to it is what gets explained)."""
     statements: list[str] = []
-    store.conn.set_trace_callback(statements.append)
+    store.db.conn.set_trace_callback(statements.append)
     try:
         call()
     finally:
-        store.conn.set_trace_callback(None)
+        store.db.conn.set_trace_callback(None)
     (statement,) = statements
-    return " | ".join(row[-1] for row in store.conn.execute("EXPLAIN QUERY PLAN " + statement))
+    return " | ".join(row[-1] for row in store.db.conn.execute("EXPLAIN QUERY PLAN " + statement))
 
 
+@pytest.mark.sqlite
 def test_has_local_joined_member_is_one_primary_key_lookup(room):
     plan = query_plan(room, lambda: room.has_local_joined_member(ROOM, "here.test"))
     assert "PRIMARY KEY" in plan
@@ -245,22 +248,26 @@ def test_state_at_an_event_is_before_it_and_after_it_and_rejected_events_change_
     assert room.get_server_memberships_after("$nope", "there.test") == []
 
 
+@pytest.mark.sqlite
 def test_state_at_an_event_reads_no_table_scan(room):
     statements: list[str] = []
-    room.conn.set_trace_callback(statements.append)
+    room.db.conn.set_trace_callback(statements.append)
     try:
         found = room.get_state_events_at(
             "$join", [("m.room.member", "@admin:here.test")], after=True
         )
     finally:
-        room.conn.set_trace_callback(None)
+        room.db.conn.set_trace_callback(None)
     assert found  # the lookups did run
     assert len(statements) >= 2  # event_state, the deltas (the descent may be cached)
     for statement in statements:
-        plan = " | ".join(row[-1] for row in room.conn.execute("EXPLAIN QUERY PLAN " + statement))
+        plan = " | ".join(
+            row[-1] for row in room.db.conn.execute("EXPLAIN QUERY PLAN " + statement)
+        )
         assert "SCAN" not in plan, statement
 
 
+@pytest.mark.sqlite
 def test_get_current_state_event_uses_the_primary_key(room):
     plan = query_plan(room, lambda: room.get_current_state_event(ROOM, "m.room.create", ""))
     assert "SCAN" not in plan
@@ -278,11 +285,13 @@ def test_current_state_ids_and_events_with_ids(room):
     assert found[("m.room.create", "")][0] == "$create"
 
 
+@pytest.mark.sqlite
 def test_migration_003_counts_members_stored_before_it(tmp_path):
-    conn = sqlite3.connect(tmp_path / "old.db")
-    db = sqlite_utils.Database(conn)
+    db = SqliteDatabase(tmp_path / "old.db")
+    conn = db.conn
     for name, script in MIGRATIONS[:2]:
-        conn.executescript(script)
+        assert isinstance(script, str)
+        db.run_ddl(script)
         conn.execute("CREATE TABLE IF NOT EXISTS _migrations (name TEXT PRIMARY KEY, applied_ts)")
         conn.execute("INSERT INTO _migrations VALUES (?, 0)", (name,))
     conn.executemany(
@@ -315,18 +324,22 @@ def test_get_current_state_events_with_ids_in_key_order_missing_skipped(room):
     assert room.get_current_state_events_with_ids(ROOM, []) == {}
 
 
+@pytest.mark.sqlite
 def test_get_current_state_events_seeks_every_key_never_scans(room):
     # A row-value IN list would scan the room's whole state: flat in room size only if every
     # key is its own primary-key seek.
     from db import store as store_module
 
     sql = " UNION ALL ".join([store_module._CURRENT_STATE_ROW_SQL] * 3)
-    plan = [row[-1] for row in room.conn.execute("EXPLAIN QUERY PLAN " + sql, [ROOM, "t", ""] * 3)]
+    plan = [
+        row[-1] for row in room.db.conn.execute("EXPLAIN QUERY PLAN " + sql, [ROOM, "t", ""] * 3)
+    ]
     seeks = [step for step in plan if step.startswith(("SEARCH", "SCAN"))]
     assert len(seeks) == 6
     assert all(step.startswith("SEARCH") for step in seeks), plan
 
 
+@pytest.mark.sqlite
 def test_write_transaction_holds_the_write_lock_and_nests(room, tmp_path):
     bob = (member("@bob:there.test", "join", ["$join"], 3), "$bob")
 
@@ -343,7 +356,7 @@ def test_write_transaction_holds_the_write_lock_and_nests(room, tmp_path):
     with pytest.raises(RuntimeError):
         decide_against_it()
     assert room.get_event("$bob") is None, "the nested write rolled back with the outer one"
-    assert not room.conn.in_transaction
+    assert not room.db.in_transaction
     with room.write_transaction():
         room.persist_events([bob], "10")
     assert room.get_event("$bob") is not None

@@ -74,7 +74,7 @@ class KnockEnv:
 @pytest.fixture
 def env(federation_config: Config, remote, clock) -> Iterator[KnockEnv]:
     key = load_or_generate_signing_key(federation_config.resolved_signing_key_path)
-    store = Store.open(federation_config.database_path)
+    store = Store.open(federation_config.database)
     admin = make_room_admin(store, SERVER_NAME, key, clock)
     app = create_app(federation_config, clock=clock)
     with TestClient(app, raise_server_exceptions=False) as client:

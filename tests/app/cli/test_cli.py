@@ -16,6 +16,7 @@ from signedjson.sign import verify_signed_json
 from unpaddedbase64 import decode_base64
 
 from app.cli import main
+from tests.databases import data_dir_env
 from tests.live_server import free_port
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -24,7 +25,8 @@ SCRIPT = Path(sys.executable).parent / "antechamber"
 
 @pytest.fixture
 def cli_env(tmp_path, monkeypatch):
-    monkeypatch.setenv("ANTECHAMBER_DATA_DIR", str(tmp_path / "data"))
+    for name, value in data_dir_env(str(tmp_path / "data")).items():
+        monkeypatch.setenv(name, value)
     monkeypatch.setenv("ANTECHAMBER_SERVER_NAME", "cli.test")
     return tmp_path / "data"
 
@@ -86,7 +88,7 @@ def test_cli_serve_generates_key_and_answers(tmp_path):
     admin_port = free_port()
     env = {
         **os.environ,
-        "ANTECHAMBER_DATA_DIR": str(tmp_path / "data"),
+        **data_dir_env(str(tmp_path / "data")),
         "ANTECHAMBER_SERVER_NAME": f"127.0.0.1:{port}",
         "ANTECHAMBER_BIND_PORT": str(port),
         "ANTECHAMBER_ADMIN_BIND_PORT": str(admin_port),

@@ -6,11 +6,13 @@ import pytest
 
 from app.cli import main
 from db.store import Store
+from tests.databases import data_dir_env, database_for
 
 
 @pytest.fixture
 def data_dir(tmp_path, monkeypatch):
-    monkeypatch.setenv("ANTECHAMBER_DATA_DIR", str(tmp_path / "data"))
+    for name, value in data_dir_env(str(tmp_path / "data")).items():
+        monkeypatch.setenv(name, value)
     monkeypatch.setenv("ANTECHAMBER_SERVER_NAME", "cli.test")
     monkeypatch.delenv("ANTECHAMBER_CONFIG", raising=False)
     return tmp_path / "data"
@@ -26,13 +28,13 @@ def failed_destination(data_dir, name: str, error: str) -> None:
     """A room whose event is queued for ``name``, whose delivery failed with ``error``."""
     code = main(["rooms", "create", "--join-rule", "knock", "--json"])
     assert code == 0
-    store = Store.open(data_dir / "antechamber.db")
+    store = Store.open(database_for(data_dir))
     try:
         (room,) = store.list_rooms()
         with store.write_transaction():
             (event_id,) = [
                 row[0]
-                for row in store.conn.execute(
+                for row in store.db.execute(
                     "SELECT event_id FROM events WHERE type = 'm.room.create'"
                 )
             ]

@@ -10,6 +10,7 @@ import pytest
 
 from app.cli import main
 from db.store import Store
+from tests.databases import POSTGRES, data_dir_env, database_for
 
 ROOT = Path(__file__).resolve().parents[3]
 V12_ROOM_ID = re.compile(r"![A-Za-z0-9_-]{43}")
@@ -17,7 +18,8 @@ V12_ROOM_ID = re.compile(r"![A-Za-z0-9_-]{43}")
 
 @pytest.fixture
 def cli_env(tmp_path, monkeypatch):
-    monkeypatch.setenv("ANTECHAMBER_DATA_DIR", str(tmp_path / "data"))
+    for name, value in data_dir_env(str(tmp_path / "data")).items():
+        monkeypatch.setenv(name, value)
     monkeypatch.setenv("ANTECHAMBER_SERVER_NAME", "cli.test")
     monkeypatch.delenv("ANTECHAMBER_CONFIG", raising=False)
     return tmp_path / "data"
@@ -36,11 +38,11 @@ def create(capsys, *extra):
 
 
 def event_count(data_dir):
-    if not (data_dir / "antechamber.db").exists():
+    if not POSTGRES and not (data_dir / "antechamber.db").exists():
         return 0
-    store = Store.open(data_dir / "antechamber.db")
+    store = Store.open(database_for(data_dir))
     try:
-        return store.conn.execute("SELECT count(*) FROM events").fetchone()[0]
+        return store.db.execute("SELECT count(*) FROM events").fetchone()[0]
     finally:
         store.close()
 
@@ -210,7 +212,7 @@ def test_cli_rooms_unknown_room_on_a_fresh_server_is_one_line_and_makes_no_key(t
     # a real process, so log lines (e.g. "generated a signing key") would show on stderr too
     env = {
         "PATH": "/usr/bin:/bin",
-        "ANTECHAMBER_DATA_DIR": str(tmp_path / "data"),
+        **data_dir_env(str(tmp_path / "data")),
         "ANTECHAMBER_SERVER_NAME": "cli.test",
     }
     result = subprocess.run(
@@ -235,7 +237,7 @@ def test_cli_rooms_knocks_lists_pending_knocks(cli_env, capsys):
     code, out, _ = run(capsys, "rooms", "knocks", room_id, "--json")
     assert (code, json.loads(out)) == (0, [])
     remote = make_remote_server()
-    store = Store.open(cli_env / "antechamber.db")
+    store = Store.open(database_for(cli_env))
     key = load_or_generate_signing_key(cli_env / "signing.key")
     admin = make_room_admin(store, "cli.test", key)
     event_id = add_knock(admin, room_id, remote.user("alice"), remote=remote)
@@ -273,7 +275,7 @@ def knock_as(data_dir, room_id, user_id, remote, reason=None):
     from app.signing_key import load_or_generate_signing_key
     from tests.factories import make_room_admin, signer_of
 
-    store = Store.open(data_dir / "antechamber.db")
+    store = Store.open(database_for(data_dir))
     try:
         admin = make_room_admin(
             store, "cli.test", load_or_generate_signing_key(data_dir / "signing.key")

@@ -16,6 +16,7 @@ from app.federation.client import (
 )
 from app.main import create_app
 from tests import live_server
+from tests.databases import data_dir_env
 
 AUTH_CONTRACT = Path(__file__).resolve().parents[2] / "fixtures" / "auth_contract.yaml"
 
@@ -179,7 +180,7 @@ def test_federation_client_rejects_untrusted_certificates(tls_app_url, remote, t
     untrusting = load_config(
         environ={
             "ANTECHAMBER_SERVER_NAME": "x.example",
-            "ANTECHAMBER_DATA_DIR": str(tmp_path),
+            **data_dir_env(str(tmp_path)),
             # Reach loopback, so that it is the certificate that fails.
             "ANTECHAMBER_FEDERATION_IP_RANGE_ALLOWLIST": "127.0.0.0/8",
         }

@@ -8,6 +8,7 @@ from app.config import DEFAULT_IP_RANGE_DENYLIST, ConfigError, load_config
 from app.federation.client import FederationHttp, FederationRequestError
 from app.federation.ip_guard import IpRangeGuard
 from tests.conftest import SERVER_NAME
+from tests.databases import data_dir_env
 from tests.handlers.knock_env import assert_error
 
 DEFAULT_GUARD = IpRangeGuard(DEFAULT_IP_RANGE_DENYLIST)
@@ -54,7 +55,7 @@ def test_outbound_guard_allowlist_punches_a_hole():
 def test_outbound_guard_config_lists_take_comma_separated_env_values(tmp_path):
     config = load_config(
         environ={
-            "ANTECHAMBER_DATA_DIR": str(tmp_path),
+            **data_dir_env(str(tmp_path)),
             "ANTECHAMBER_FEDERATION_IP_RANGE_ALLOWLIST": "127.0.0.0/8, ::1/128",
             "ANTECHAMBER_FEDERATION_IP_RANGE_DENYLIST": "10.0.0.0/8",
         }
@@ -90,7 +91,7 @@ def denying_config(tmp_path, test_ca):
     return load_config(
         environ={
             "ANTECHAMBER_SERVER_NAME": SERVER_NAME,
-            "ANTECHAMBER_DATA_DIR": str(tmp_path / "data"),
+            **data_dir_env(str(tmp_path / "data")),
             "ANTECHAMBER_FEDERATION_CA_FILE": str(test_ca.ca_file),
             "ANTECHAMBER_KEY_FETCH_TIMEOUT_S": "2",
         }

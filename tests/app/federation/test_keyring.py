@@ -23,9 +23,7 @@ from tests.conftest import KEY_FETCH_TIMEOUT_S
 
 def _run(federation_config, clock, body, store=None):
     async def main():
-        keyring = Keyring(
-            store or Store.open(federation_config.database_path), federation_config, clock
-        )
+        keyring = Keyring(store or Store.open(federation_config.database), federation_config, clock)
         try:
             return await body(keyring)
         finally:
@@ -148,7 +146,7 @@ def test_keyring_own_server_name_uses_local_keys_without_fetching(federation_con
 
     async def main():
         keyring = Keyring(
-            Store.open(federation_config.database_path),
+            Store.open(federation_config.database),
             federation_config,
             clock,
             local_keys={own_id: get_verify_key(own)},
@@ -164,17 +162,18 @@ def test_keyring_own_server_name_uses_local_keys_without_fetching(federation_con
     assert request_keys[own_id].encode() == get_verify_key(own).encode()
 
 
+@pytest.mark.sqlite
 def test_keyring_unknown_key_id_costs_one_lookup_while_backing_off(
     federation_config, clock, remote
 ):
-    store = Store.open(federation_config.database_path)
+    store = Store.open(federation_config.database)
     statements: list[str] = []
 
     async def body(keyring):
         first = await keyring.get_verify_keys(remote.server_name, ["ed25519:madeup"], clock())
-        store.conn.set_trace_callback(statements.append)
+        store.db.conn.set_trace_callback(statements.append)
         second = await keyring.get_verify_keys(remote.server_name, ["ed25519:madeup"], clock())
-        store.conn.set_trace_callback(None)
+        store.db.conn.set_trace_callback(None)
         return first, second
 
     assert _run(federation_config, clock, body, store) == ({}, {})
@@ -186,7 +185,7 @@ def test_keyring_unknown_key_id_costs_one_lookup_while_backing_off(
 
 
 def _stored_rows(store, server_name):
-    return store.conn.execute(
+    return store.db.execute(
         "SELECT COUNT(*) FROM server_keys WHERE server_name = ?", (server_name,)
     ).fetchone()[0]
 
@@ -195,7 +194,7 @@ def test_keyring_keeps_only_asked_keys_when_document_is_bloated(federation_confi
     # Finding 1: 2,400 fresh old_verify_keys per answer were all kept, in memory and on disk;
     # now answers are at most 64 KiB (about 600 keys), and only the asked key is kept.
     remote.mode, remote.bloat_keys = "bloated", 600
-    store = Store.open(federation_config.database_path)
+    store = Store.open(federation_config.database)
 
     async def body(keyring):
         found = []
@@ -225,7 +224,7 @@ def test_keyring_refuses_an_oversized_key_document(federation_config, clock, rem
 
 
 def test_keyring_stored_rows_are_capped_per_server_and_expire(federation_config, clock, remote):
-    store = Store.open(federation_config.database_path)
+    store = Store.open(federation_config.database)
     stale = [
         StoredServerKey("old.example", f"ed25519:k{i}", remote.verify_key_base64, 0, None)
         for i in range(3)
@@ -260,16 +259,17 @@ def test_keyring_made_up_key_ids_back_off_per_server(federation_config, clock, r
     assert remote.key_fetches == 1
 
 
+@pytest.mark.sqlite
 def test_keyring_looks_up_at_most_a_few_key_ids_per_request(federation_config, clock, remote):
-    store = Store.open(federation_config.database_path)
+    store = Store.open(federation_config.database)
     statements: list[str] = []
 
     async def body(keyring):
         await keyring.get_verify_keys(remote.server_name, [remote.key_id], clock())
-        store.conn.set_trace_callback(statements.append)
+        store.db.conn.set_trace_callback(statements.append)
         ids = [f"ed25519:x{i}" for i in range(600)]
         found = await keyring.get_verify_keys(remote.server_name, [remote.key_id, *ids], clock())
-        store.conn.set_trace_callback(None)
+        store.db.conn.set_trace_callback(None)
         return found
 
     assert set(_run(federation_config, clock, body, store)) == {remote.key_id}
@@ -297,7 +297,7 @@ def test_keyring_invalid_server_name_has_no_keys_and_no_fetch(federation_config,
     async def main():
         http = FederationHttp(federation_config, transport=httpx.MockTransport(handler))
         keyring = Keyring(
-            Store.open(federation_config.database_path), federation_config, clock, http=http
+            Store.open(federation_config.database), federation_config, clock, http=http
         )
         try:
             return (
@@ -331,7 +331,7 @@ def test_keyring_any_outbound_failure_is_backed_off(federation_config, clock, er
     async def main():
         http = FederationHttp(federation_config, transport=httpx.MockTransport(handler))
         keyring = Keyring(
-            Store.open(federation_config.database_path), federation_config, clock, http=http
+            Store.open(federation_config.database), federation_config, clock, http=http
         )
         try:
             first = await keyring.get_verify_keys("peer.example:8448", ["ed25519:a"], clock())
@@ -361,7 +361,7 @@ def test_keyring_tarpit_origins_cannot_take_every_fetch_slot(federation_config, 
     # Finding 5: fetches for made-up (tarpit) origins held the whole outbound pool; now they fill
     # only the pool for new servers, and one finding it full returns at once.
     config = dataclasses.replace(federation_config, key_fetch_max_concurrent=1)
-    store = Store.open(config.database_path)
+    store = Store.open(config.database)
     # We hold an (expired) key of the remote: refreshing it uses the pool for known servers.
     store.store_server_keys(
         [StoredServerKey(remote.server_name, remote.key_id, remote.verify_key_base64, 0, None)],

@@ -40,7 +40,7 @@ def run_with_sender(
 
     async def main() -> None:
         key = load_or_generate_signing_key(config.resolved_signing_key_path)
-        stores = [Store.open(config.database_path) for _ in range(owners)]
+        stores = [Store.open(config.database) for _ in range(owners)]
         http = FederationHttp(config)
         client = FederationClient(SERVER_NAME, key, config, http=http)
         senders = [
@@ -154,7 +154,7 @@ def test_sender_inbound_request_during_a_failing_send_retries_at_once(
 def test_sender_after_a_restart_delivers_what_was_pending(federation_config, remote, clock):
     """What was stored before the process stopped is in the outbox and goes out from the next."""
     key = load_or_generate_signing_key(federation_config.resolved_signing_key_path)
-    store = Store.open(federation_config.database_path)
+    store = Store.open(federation_config.database)
     # No sender at all: the events and their deliveries are stored, nothing is sent.
     admin = RoomAdmin(store, SERVER_NAME, key, clock, outbox=None)
     room_id = shared_room(admin, remote)

@@ -56,7 +56,7 @@ def signed_put(client, remote, content, uri=SEND_URI, destination=SERVER_NAME):
 
 
 def stored_keys(config: Config, server_name: str, key_id: str):
-    store = Store.open(config.database_path)
+    store = Store.open(config.database)
     try:
         return store.get_server_key(server_name, key_id)
     finally:

@@ -24,7 +24,7 @@ VER = "ver=7&ver=10&ver=11&ver=12"
 def both(federation_config, remote, clock):
     """(fast client, full-stack client, admin) over one database."""
     key = load_or_generate_signing_key(federation_config.resolved_signing_key_path)
-    store = Store.open(federation_config.database_path)
+    store = Store.open(federation_config.database)
     admin = make_room_admin(store, SERVER_NAME, key, clock)
     fast_app = create_app(federation_config, clock=clock)
     full_app = create_app(federation_config, clock=clock, fast_path=False)
@@ -148,7 +148,7 @@ def test_fast_path_rate_limits_like_the_full_stack(federation_config, remote, cl
         pytest.skip("no per-origin rate limiter in this tree")
 
     config = replace(federation_config, rc_federation_per_second=1.0, rc_federation_burst_count=2)
-    store = Store.open(config.database_path)
+    store = Store.open(config.database)
     key = load_or_generate_signing_key(config.resolved_signing_key_path)
     room_id = create_room(make_room_admin(store, SERVER_NAME, key, clock), "12", "knock")
     store.close()

@@ -9,6 +9,7 @@ from app.config import ConfigError, load_config
 from app.http.ratelimit import MAX_TRACKED_ORIGINS, RateLimiter
 from app.main import create_app
 from tests.conftest import SERVER_NAME
+from tests.databases import data_dir_env
 from tests.handlers.knock_env import assert_error
 
 
@@ -56,7 +57,7 @@ def _client(federation_config, clock, **overrides):
     config = load_config(
         environ={
             "ANTECHAMBER_SERVER_NAME": SERVER_NAME,
-            "ANTECHAMBER_DATA_DIR": federation_config.data_dir,
+            **data_dir_env(federation_config.data_dir),
             "ANTECHAMBER_VALIDATE_RESPONSES": "true",
             "ANTECHAMBER_FEDERATION_CA_FILE": federation_config.federation_ca_file,
             "ANTECHAMBER_FEDERATION_IP_RANGE_ALLOWLIST": "127.0.0.0/8",

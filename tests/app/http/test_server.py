@@ -12,6 +12,7 @@ from app.config import load_config
 from app.http.server import protocol_for
 from app.main import create_app
 from tests.conftest import SERVER_NAME
+from tests.databases import data_dir_env
 from tests.live_server import serve_in_thread
 
 HEAD_TIMEOUT_S = 1.0
@@ -24,7 +25,7 @@ def server(tmp_path) -> Iterator[tuple[str, int]]:
     config = load_config(
         environ={
             "ANTECHAMBER_SERVER_NAME": SERVER_NAME,
-            "ANTECHAMBER_DATA_DIR": str(tmp_path / "data"),
+            **data_dir_env(str(tmp_path / "data")),
             "ANTECHAMBER_REQUEST_HEAD_TIMEOUT_S": str(HEAD_TIMEOUT_S),
             "ANTECHAMBER_REQUEST_BODY_TIMEOUT_S": str(BODY_TIMEOUT_S),
         }
@@ -228,7 +229,7 @@ def capped_server(tmp_path) -> Iterator[tuple[str, int]]:
     config = load_config(
         environ={
             "ANTECHAMBER_SERVER_NAME": SERVER_NAME,
-            "ANTECHAMBER_DATA_DIR": str(tmp_path / "data"),
+            **data_dir_env(str(tmp_path / "data")),
             "ANTECHAMBER_MAX_CONNECTIONS": str(MAX_CONNECTIONS),
             "ANTECHAMBER_MAX_BUFFERED_BODY_BYTES": str(MAX_BODY),
         }

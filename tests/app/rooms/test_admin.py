@@ -42,7 +42,7 @@ def join_rule_for(version: str) -> str:
 
 @pytest.fixture
 def store(config):
-    store = Store.open(config.database_path)
+    store = Store.open(config.database)
     yield store
     store.close()
 
@@ -256,7 +256,7 @@ def test_ban_reason_is_in_the_content(admin, store):
 
 
 def count_events(store):
-    return store.conn.execute("SELECT count(*) FROM events").fetchone()[0]
+    return store.db.execute("SELECT count(*) FROM events").fetchone()[0]
 
 
 @pytest.mark.parametrize("version", ["6", "12"])
@@ -339,7 +339,7 @@ def test_bad_input_is_refused_and_writes_nothing(change, errcode, admin, store):
 def test_changes_are_seen_by_another_connection_at_once(admin, config):
     # the server reads with its own connection and caches nothing: the next request sees it
     room_id = create_room(admin, "12", "knock")
-    other = Store.open(config.database_path)
+    other = Store.open(config.database)
     try:
         admin.set_join_rule(room_id, "invite")
         join_rules = other.get_current_state_event(room_id, "m.room.join_rules", "")

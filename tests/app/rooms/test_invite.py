@@ -64,7 +64,7 @@ class InviteEnv:
 
 @pytest.fixture
 def env(federation_config, remote, clock):
-    store = Store.open(federation_config.database_path)
+    store = Store.open(federation_config.database)
     key = load_or_generate_signing_key(federation_config.resolved_signing_key_path)
     admin = RoomAdmin(store, SERVER_NAME, key, clock, CollectedDestinations())
     yield InviteEnv(admin, store, OutboxView(store), federation_config, remote)
@@ -72,7 +72,7 @@ def env(federation_config, remote, clock):
 
 
 def count_events(store):
-    return store.conn.execute("SELECT count(*) FROM events").fetchone()[0]
+    return store.db.execute("SELECT count(*) FROM events").fetchone()[0]
 
 
 def membership(store, room_id, user_id):
