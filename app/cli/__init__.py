@@ -14,7 +14,7 @@ from app.admin_token import (
     read_admin_token,
     rotate_admin_token,
 )
-from app.cli import federation, rooms
+from app.cli import db, federation, rooms
 from app.cli.output import CommandError, emit
 from app.config import Config, ConfigError, load_config
 from app.signing_key import (
@@ -26,6 +26,7 @@ from app.signing_key import (
     public_key_base64,
     rotate_signing_key,
 )
+from db.dialect import DatabaseError
 
 logger = logging.getLogger(__name__)
 
@@ -258,6 +259,7 @@ def build_parser() -> argparse.ArgumentParser:
     add(admin, "rotate-token", cmd_admin_rotate_token, "replace the admin API token")
     rooms.register(commands, add)
     federation.register(commands, add)
+    db.register(commands, add)
     return parser
 
 
@@ -269,7 +271,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         setup_logging(config.log_level)
         code: int = args.func(config, args)
         return code
-    except (ConfigError, SigningKeyError, AdminTokenError, CommandError) as exc:
+    except (ConfigError, SigningKeyError, AdminTokenError, CommandError, DatabaseError) as exc:
         print(f"antechamber: {exc}", file=sys.stderr)
         return 1 if isinstance(exc, CommandError) else 2
     except KeyboardInterrupt:
