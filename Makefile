@@ -7,7 +7,7 @@ FUZZ_EXAMPLES ?= 2000
 SOAK_MINUTES ?= 10
 ORACLE_CASES ?= 2000
 
-.PHONY: venv serve test browser-test fuzz lint fmt docs generate check bench interop oracle soak crash hostile clean
+.PHONY: venv serve test test-postgres browser-test fuzz lint fmt docs generate check bench interop oracle soak crash hostile clean
 
 $(STAMP): pyproject.toml requirements.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -21,6 +21,11 @@ serve: venv
 
 test: venv
 	$(BIN)/pytest -q --cov=matrix --cov-branch --cov-report=term-missing:skip-covered --cov-fail-under=100
+
+# The same suite on PostgreSQL: a throwaway cluster (Debian's postgresql package: initdb, run as
+# the postgres user when root), one database per test, removed at exit.
+test-postgres: venv
+	ANTECHAMBER_TEST_DATABASE=postgresql $(BIN)/pytest -q -p no:cacheprovider
 
 browser-test: venv
 	ANTECHAMBER_REQUIRE_BROWSER=1 $(BIN)/pytest -q -p no:cacheprovider -m browser tests/test_admin_browser.py
